@@ -1,0 +1,60 @@
+// Package proxy is gatehouse's HTTP front: listeners, request hygiene,
+// client identity, routing to static mounts or the app pool, response
+// headers, the access log, metrics and the admin endpoint.
+//
+// Typical usage (cmd/gatehouse does this):
+//
+//	srv, err := proxy.New(proxy.Options{
+//		Config: cfg.Server, Admin: &cfg.Admin,
+//		Pool: pool, Static: files, Limit: limiter.Wrap,
+//		Logger: log, AccessLog: access,
+//	}, registry)
+//	if err := srv.Listen(); err != nil { ... }  // bind errors before serving
+//	go srv.Serve(ctx)                            // drains on ctx cancel
+//	srv.Apply(newOptions)                        // SIGHUP, no request dropped
+//
+// # Request flow
+//
+// The order matters; each step relies on the ones before it.
+//
+//  1. accept, then the guard (guard.go): gatehouse's own HTTP/1.x framing
+//     parser checks every request head and chunked body before net/http
+//     sees it. Content-Length with Transfer-Encoding, obs-folded or invalid
+//     header fields, bare CR, absolute-form or odd targets, dot segments,
+//     HTTP/1.1 without Host and the like are refused with 4xx and the
+//     connection closed; they never reach an app.
+//  2. net/http limits: read_header_timeout, idle_timeout, max_header_bytes
+//     (431), max_uri_bytes (414).
+//  3. request id: X-Request-ID from a trusted proxy, otherwise generated;
+//     returned on the response and passed to the app.
+//  4. client IP: X-Forwarded-For is walked right to left from the direct
+//     peer and believed only while hops are in server.trusted_proxies.
+//     From an untrusted peer every forwarding header is removed.
+//  5. Host allowlist (server.hosts): others get 421 Misdirected Request.
+//  6. (TLS redirect and ACME challenges: with TLS.)
+//  7. route: the longest static mount prefix is served from disk and
+//     never touches a worker; everything else goes to the app route.
+//  8. app route: rate limit (ratelimit), compression of the response
+//     (internal/compress), then the forwarder: the request body is read
+//     in full first (memory up to body_buffer_bytes, then an unlinked temp
+//     file, at most max_body_bytes: 413), X-Forwarded-For/-Proto/-Host,
+//     X-Real-IP, X-Request-ID and X-Request-Start are set, hop-by-hop
+//     headers stripped, and the request handed to the Pool. Pool errors
+//     map to 503 (queue full or timed out, with Retry-After), 504 (app
+//     timeout) and 502 (app down or broken) in one function, statusFor.
+//     An X-Accel-Redirect or X-Sendfile from the app is served from an
+//     internal static mount.
+//  9. response: security headers (X-Content-Type-Options, Referrer-Policy,
+//     X-Frame-Options, plus server.headers) unless the response has its
+//     own; then the access log line and metrics.
+//
+// Error answers made by gatehouse carry the status in words and the
+// request id; the detail goes to the log under the same id.
+//
+// # Reload
+//
+// A configuration generation (a front) is immutable. Apply builds a new one
+// and swaps a pointer: requests in flight finish on the old generation,
+// new ones start on the new. Listen addresses and socket-level limits need
+// a restart.
+package proxy

@@ -1,0 +1,246 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/reqinfo"
+)
+
+// Pool is what the front forwards app requests to: the worker pool, a set
+// of command-run processes, or upstreams run elsewhere (*workers.Pool).
+type Pool interface {
+	// RoundTrip sends r to a backend and returns its response. It blocks
+	// while the request waits for a free backend and returns errors that
+	// wrap the internal/backend sentinels for the answers the front gives
+	// on its behalf. Closing the response body releases the backend. A
+	// 101 response's Body is an io.ReadWriteCloser, as with
+	// net/http.Transport, so protocol upgrades pass through.
+	RoundTrip(r *http.Request) (*http.Response, error)
+}
+
+// StaticRouter serves files for URL prefixes (*static.Server).
+type StaticRouter interface {
+	// Match returns the handler of the mount serving path, if any.
+	Match(path string) (http.Handler, bool)
+	// ServeInternal serves target, the value of an app's X-Accel-Redirect
+	// or X-Sendfile header, when it lies under an internal mount; false
+	// means it does not and nothing was written.
+	ServeInternal(w http.ResponseWriter, r *http.Request, target string) bool
+}
+
+// Middleware wraps a handler: the rate limiter, response compression.
+type Middleware func(http.Handler) http.Handler
+
+// front is one configuration generation of the request pipeline. It is
+// immutable once built; a reload builds a new one and swaps it in, while
+// requests already inside keep the one they started with.
+type front struct {
+	cfg     Config
+	trust   trustSet
+	hosts   hostAllow
+	headers []headerRule
+	guard   *guard
+	static  StaticRouter
+	app     http.Handler // nil when there is no app section
+	obs     *observer
+	log     *slog.Logger
+}
+
+type headerRule struct {
+	name, value string // empty value: remove
+}
+
+// defaultHeaders are safe defaults a newcomer should not need to know
+// about; server.headers can change or remove each.
+var defaultHeaders = []headerRule{
+	{"X-Content-Type-Options", "nosniff"},
+	{"Referrer-Policy", "strict-origin-when-cross-origin"},
+	{"X-Frame-Options", "SAMEORIGIN"},
+}
+
+func buildHeaders(custom map[string]string) []headerRule {
+	out := make([]headerRule, 0, len(defaultHeaders)+len(custom))
+	for _, d := range defaultHeaders {
+		if _, ok := lookupFold(custom, d.name); !ok {
+			out = append(out, d)
+		}
+	}
+	for name, v := range custom {
+		out = append(out, headerRule{http.CanonicalHeaderKey(name), v})
+	}
+	return out
+}
+
+func lookupFold(m map[string]string, key string) (string, bool) {
+	for k, v := range m {
+		if strings.EqualFold(k, key) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// spoofable are the request headers through which a client could claim to
+// be someone else or to have come another way; they are removed unless the
+// peer is a trusted proxy.
+var spoofable = []string{
+	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+	"X-Forwarded-Prefix", "X-Forwarded-Ssl", "Forwarded", "X-Real-Ip", "X-Client-Ip",
+	"True-Client-Ip", "X-Request-Id", "X-Request-Start",
+}
+
+// ServeHTTP runs the request flow documented in doc.go.
+func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info := &reqinfo.Info{Start: time.Now()}
+	rec := newRecorder(w, f)
+	f.obs.start()
+	defer f.obs.done(rec, r, info)
+
+	info.Peer = peerOf(r.RemoteAddr)
+	trusted := f.trust.peerTrusted(info.Peer.Addr())
+
+	if v := r.Header.Get(rejectHeader); v != "" {
+		r.Header.Del(rejectHeader)
+		if status, reason, ok := f.guard.verdict(v); ok {
+			info.ID = newRequestID()
+			info.ClientIP = info.Peer.Addr()
+			f.refuse(rec, r, info, status, reason)
+			return
+		}
+	}
+
+	info.ID = r.Header.Get("X-Request-Id")
+	if !trusted || !validRequestID(info.ID) {
+		info.ID = newRequestID()
+	}
+	info.ClientIP = f.trust.clientIP(info.Peer.Addr(), r.Header.Values("X-Forwarded-For"))
+	info.TLS = r.TLS != nil
+	if trusted && !info.TLS {
+		info.TLS = strings.EqualFold(lastValue(r.Header.Values("X-Forwarded-Proto")), "https")
+	}
+	if !trusted {
+		for _, h := range spoofable {
+			delete(r.Header, h)
+		}
+	}
+	rec.Header().Set("X-Request-Id", info.ID)
+
+	info.Host = canonicalHost(r.Host)
+	if !f.hosts.allows(info.Host) {
+		f.refuse(rec, r, info, http.StatusMisdirectedRequest, "host_not_allowed")
+		return
+	}
+	r = r.WithContext(reqinfo.With(r.Context(), info))
+
+	if f.static != nil {
+		if h, ok := f.static.Match(r.URL.Path); ok {
+			if info.Route == "" {
+				info.Route = "static"
+			}
+			h.ServeHTTP(rec, r)
+			return
+		}
+	}
+	if f.app == nil {
+		info.Route = "none"
+		f.refuse(rec, r, info, http.StatusNotFound, "no_route")
+		return
+	}
+	info.Route = "app"
+	f.app.ServeHTTP(rec, r)
+}
+
+// refuse answers a request gatehouse itself turns away.
+func (f *front) refuse(w http.ResponseWriter, r *http.Request, info *reqinfo.Info, status int, reason string) {
+	info.Reason = reason
+	if info.Route == "" {
+		info.Route = "refused"
+	}
+	if status >= 400 && (r.ProtoMajor == 1 && status != http.StatusNotFound) {
+		// After a framing or policy refusal the connection's state is not
+		// worth trusting (RFC 9112 11.2).
+		w.Header().Set("Connection", "close")
+	}
+	writeError(w, status, info.ID, 0)
+}
+
+// writeError writes the body every gatehouse-made error has: the status
+// line in words and the request id to quote in a support ticket, never
+// internal detail (that goes to the log under the same id).
+func writeError(w http.ResponseWriter, status int, id string, retryAfter time.Duration) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	h.Del("Content-Encoding")
+	h.Del("ETag")
+	if retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(max(1, retryAfter.Round(time.Second)/time.Second))))
+	}
+	w.WriteHeader(status)
+	if status == 499 {
+		return
+	}
+	_, _ = w.Write([]byte(strconv.Itoa(status) + " " + http.StatusText(status) + "\nrequest id: " + id + "\n"))
+}
+
+func peerOf(remote string) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func lastValue(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	v := vs[len(vs)-1]
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	return strings.TrimSpace(v)
+}
+
+func newRequestID() string {
+	const hexdigits = "0123456789abcdef"
+	var b [32]byte
+	x, y := rand.Uint64(), rand.Uint64()
+	for i := range 16 {
+		b[i] = hexdigits[x>>(60-4*i)&0xf]
+		b[16+i] = hexdigits[y>>(60-4*i)&0xf]
+	}
+	return string(b[:])
+}
+
+// validRequestID accepts ids a trusted proxy may hand on: 1 to 128
+// characters that are safe in logs and headers.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.IndexByte("-_.:+/=@", ch) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// connKey finds the guarded connection of a request, so the forwarder can
+// switch it to tunnel mode after a protocol upgrade.
+type connKey struct{}
+
+func guardConnOf(ctx context.Context) *guardConn {
+	c, _ := ctx.Value(connKey{}).(*guardConn)
+	return c
+}

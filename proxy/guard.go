@@ -1,0 +1,705 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// The guard is gatehouse's own HTTP/1.x framing parser. It sits between the
+// TCP connection and net/http and sees every byte of every request head and
+// chunked body before net/http does. net/http is lenient where a front
+// server must not be (it accepts obs-folded headers, drops Content-Length
+// when Transfer-Encoding is present, ignores Transfer-Encoding on HTTP/1.0,
+// accepts absolute-form targets), and those leniencies are how request
+// smuggling and rule bypasses start (RFC 9112 section 11.2).
+//
+// A head is held back until it is complete and valid. When it is not, the
+// guard replaces the rest of the connection with a synthetic request that
+// carries the verdict in a header only this process can write (a random
+// token), so the rejection is answered, logged and counted by the normal
+// handler chain, in order after any pipelined responses, and the connection
+// is closed. A framing error inside a chunked body surfaces as a read error
+// of type *FramingError to whoever reads the body, which the front turns
+// into 400 before anything reaches an app.
+
+// rejectHeader carries the guard's verdict to the handler chain.
+const rejectHeader = "X-Gatehouse-Reject"
+
+// FramingError reports a request the guard refused.
+type FramingError struct {
+	Status int    // the status code the client gets
+	Reason string // a snake_case word for logs and metrics
+}
+
+func (e *FramingError) Error() string {
+	return "proxy: invalid request framing: " + e.Reason
+}
+
+// guard holds the settings shared by all guarded connections of a listener.
+type guard struct {
+	token          string // proves a reject header came from this process
+	maxHeaderBytes int    // request line plus fields
+	maxURIBytes    int    // request line
+}
+
+func newGuard(maxHeaderBytes, maxURIBytes int) *guard {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return &guard{token: hex.EncodeToString(b[:]), maxHeaderBytes: maxHeaderBytes, maxURIBytes: maxURIBytes}
+}
+
+// verdict checks a reject header value and returns the status and reason
+// it carries. ok is false for a value this process did not write (over
+// HTTP/2 nothing stops a client from sending the header).
+func (g *guard) verdict(v string) (status int, reason string, ok bool) {
+	tok, rest, _ := strings.Cut(v, " ")
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(g.token)) != 1 {
+		return 0, "", false
+	}
+	code, reason, _ := strings.Cut(rest, " ")
+	status, err := strconv.Atoi(code)
+	if err != nil {
+		return 0, "", false
+	}
+	return status, reason, true
+}
+
+func (g *guard) poison(e *FramingError) []byte {
+	return []byte("GET / HTTP/1.1\r\nHost: gatehouse.invalid\r\nConnection: close\r\n" +
+		rejectHeader + ": " + g.token + " " + strconv.Itoa(e.Status) + " " + e.Reason + "\r\n\r\n")
+}
+
+// guardListener wraps every accepted connection in a guardConn.
+type guardListener struct {
+	net.Listener
+	g *guard
+}
+
+func (l *guardListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &guardConn{Conn: c, g: l.g}, nil
+}
+
+type parseState uint8
+
+const (
+	stHead parseState = iota
+	stBodyLength
+	stChunkSize
+	stChunkData
+	stChunkDataEnd
+	stTrailer
+)
+
+// guardConn validates the request byte stream of one connection.
+// net/http reads from one goroutine at a time (its background read and
+// request reads never overlap), so the parse state needs no lock; only the
+// switch to tunnel mode comes from another goroutine (the handler that saw
+// 101 Switching Protocols), and that is guarded by mu.
+type guardConn struct {
+	net.Conn
+	g *guard
+
+	state     parseState
+	remaining int64  // body or chunk bytes left
+	head      []byte // held-back bytes of the current head or chunk line
+	out       []byte // validated bytes not yet handed to net/http
+	outOff    int
+	poisoned  bool  // out holds the synthetic reject request; EOF follows
+	bodyErr   error // deferred framing error inside a body
+	trailerN  int   // bytes of trailer section seen
+	mu        sync.Mutex
+	tunnel    bool
+	rbuf      []byte
+}
+
+// Tunnel switches the connection to pass-through after a successful
+// protocol upgrade (WebSocket): from here on the bytes are not HTTP.
+func (c *guardConn) Tunnel() {
+	c.mu.Lock()
+	c.tunnel = true
+	c.mu.Unlock()
+}
+
+// CloseWrite lets net/http half-close after an error response, so the
+// client reads the response before the connection resets (golang.org/issue/3595).
+func (c *guardConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom keeps sendfile(2) for static files: net/http uses the conn's
+// ReadFrom when it has one, and *net.TCPConn's is zero-copy.
+func (c *guardConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// NetConn returns the wrapped connection.
+func (c *guardConn) NetConn() net.Conn { return c.Conn }
+
+func (c *guardConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	tunnel := c.tunnel
+	if tunnel && len(c.head) > 0 {
+		// Bytes that arrived right behind the upgrade request belong to
+		// the new protocol.
+		c.out = append(c.out[:0], c.out[c.outOff:]...)
+		c.out = append(c.out, c.head...)
+		c.outOff, c.head = 0, nil
+	}
+	c.mu.Unlock()
+	for {
+		if c.outOff < len(c.out) {
+			n := copy(p, c.out[c.outOff:])
+			c.outOff += n
+			if c.outOff == len(c.out) {
+				c.out, c.outOff = c.out[:0], 0
+			}
+			return n, nil
+		}
+		if c.poisoned {
+			return 0, io.EOF
+		}
+		if c.bodyErr != nil {
+			return 0, c.bodyErr
+		}
+		if tunnel {
+			return c.Conn.Read(p)
+		}
+		if c.state == stBodyLength && len(p) > 0 {
+			// Fast path: a Content-Length body goes straight through.
+			if int64(len(p)) > c.remaining {
+				p = p[:c.remaining]
+			}
+			n, err := c.Conn.Read(p)
+			c.remaining -= int64(n)
+			if c.remaining == 0 {
+				c.state = stHead
+			}
+			return n, err
+		}
+		if c.rbuf == nil {
+			c.rbuf = make([]byte, 4096)
+		}
+		n, err := c.Conn.Read(c.rbuf)
+		if n > 0 {
+			c.feed(c.rbuf[:n])
+			continue
+		}
+		if err == nil {
+			continue
+		}
+		if err == io.EOF && c.state != stHead && c.state != stBodyLength {
+			// The client hung up inside a chunked body.
+			return 0, io.ErrUnexpectedEOF
+		}
+		return 0, err
+	}
+}
+
+// feed parses b, appending what is valid to c.out. On a violation it stops:
+// a head violation poisons the stream, a body violation is deferred until
+// net/http has consumed the valid bytes before it.
+func (c *guardConn) feed(b []byte) {
+	for len(b) > 0 && !c.poisoned && c.bodyErr == nil {
+		switch c.state {
+		case stHead:
+			if len(c.head) == 0 {
+				// RFC 9112 2.2: ignore empty lines before a request line.
+				for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+					b = b[1:]
+				}
+				if len(b) == 0 {
+					return
+				}
+			}
+			end, bad := findHeadEnd(c.head, b)
+			if bad != nil {
+				c.reject(bad)
+				return
+			}
+			if end < 0 {
+				c.head = append(c.head, b...)
+				if len(c.head) > c.g.maxHeaderBytes {
+					c.reject(c.tooLarge())
+				}
+				return
+			}
+			c.head = append(c.head, b[:end]...)
+			b = b[end:]
+			if len(c.head) > c.g.maxHeaderBytes {
+				c.reject(c.tooLarge())
+				return
+			}
+			f, err := parseHead(c.head, c.g.maxURIBytes)
+			if err != nil {
+				c.reject(err)
+				return
+			}
+			c.out = append(c.out, c.head...)
+			c.head = c.head[:0]
+			switch {
+			case f.chunked:
+				c.state = stChunkSize
+			case f.length > 0:
+				c.state, c.remaining = stBodyLength, f.length
+				// Hand the rest to the fast path once these bytes are out.
+				n := min(int64(len(b)), c.remaining)
+				c.out = append(c.out, b[:n]...)
+				c.remaining -= n
+				b = b[n:]
+				if c.remaining == 0 {
+					c.state = stHead
+				}
+			}
+		case stBodyLength:
+			n := min(int64(len(b)), c.remaining)
+			c.out = append(c.out, b[:n]...)
+			c.remaining -= n
+			b = b[n:]
+			if c.remaining == 0 {
+				c.state = stHead
+			}
+		case stChunkSize, stTrailer:
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				c.head = append(c.head, b...)
+				if len(c.head) > maxChunkLine {
+					c.failBody("chunk_line_too_long")
+				}
+				return
+			}
+			c.head = append(c.head, b[:i+1]...)
+			b = b[i+1:]
+			line := c.head
+			c.head = c.head[:0]
+			if c.state == stChunkSize {
+				size, ok := parseChunkSize(line)
+				if !ok {
+					c.failBody("bad_chunk_size")
+					return
+				}
+				c.out = append(c.out, line...)
+				if size == 0 {
+					c.state, c.trailerN = stTrailer, 0
+				} else {
+					c.state, c.remaining = stChunkData, size
+				}
+				continue
+			}
+			// Trailer section: field lines, then an empty line.
+			c.trailerN += len(line)
+			if c.trailerN > c.g.maxHeaderBytes {
+				c.failBody("trailer_too_large")
+				return
+			}
+			c.out = append(c.out, line...)
+			if isEmptyLine(line) {
+				c.state = stHead
+				continue
+			}
+			if !validFieldLine(trimEOL(line)) {
+				c.failBody("bad_trailer_field")
+				return
+			}
+		case stChunkData:
+			n := min(int64(len(b)), c.remaining)
+			c.out = append(c.out, b[:n]...)
+			c.remaining -= n
+			b = b[n:]
+			if c.remaining == 0 {
+				c.state = stChunkDataEnd
+				c.head = c.head[:0]
+			}
+		case stChunkDataEnd:
+			// Exactly CRLF (or a bare LF) must follow chunk data.
+			c.head = append(c.head, b[0])
+			b = b[1:]
+			switch string(c.head) {
+			case "\r":
+			case "\r\n", "\n":
+				c.out = append(c.out, c.head...)
+				c.head = c.head[:0]
+				c.state = stChunkSize
+			default:
+				c.failBody("chunk_data_overrun")
+				return
+			}
+		}
+	}
+}
+
+const maxChunkLine = 4096
+
+func (c *guardConn) tooLarge() *FramingError {
+	if i := bytes.IndexByte(c.head, '\n'); i < 0 || i > c.g.maxURIBytes {
+		return &FramingError{http.StatusRequestURITooLong, "uri_too_long"}
+	}
+	return &FramingError{http.StatusRequestHeaderFieldsTooLarge, "header_too_large"}
+}
+
+func (c *guardConn) reject(e *FramingError) {
+	c.head = nil
+	c.out = append(c.out, c.g.poison(e)...)
+	c.poisoned = true
+}
+
+func (c *guardConn) failBody(reason string) {
+	c.head = nil
+	c.bodyErr = &FramingError{Status: http.StatusBadRequest, Reason: reason}
+}
+
+// findHeadEnd returns the offset in b just past the blank line that ends a
+// head whose first bytes are prev, or -1. A CR not followed by LF is an
+// error at once (RFC 9112 2.2: bare CR must be rejected or replaced).
+func findHeadEnd(prev, b []byte) (int, *FramingError) {
+	// Track the last two line ends across prev and b.
+	var last1, last2 byte // the two bytes before the current one (0 if none)
+	if n := len(prev); n > 0 {
+		last1 = prev[n-1]
+		if n > 1 {
+			last2 = prev[n-2]
+		}
+	}
+	for i, ch := range b {
+		if last1 == '\r' && ch != '\n' {
+			return -1, &FramingError{http.StatusBadRequest, "bare_cr"}
+		}
+		if ch == '\n' {
+			// "\n\n" or "\n\r\n" ends the head.
+			if last1 == '\n' || last1 == '\r' && last2 == '\n' {
+				return i + 1, nil
+			}
+		}
+		last2, last1 = last1, ch
+	}
+	return -1, nil
+}
+
+// framing is what a valid head says about the body that follows.
+type framing struct {
+	length  int64
+	chunked bool
+}
+
+// parseHead validates a complete request head (request line, fields, and
+// the terminating empty line) as RFC 9112 asks of a careful server.
+func parseHead(head []byte, maxURI int) (framing, *FramingError) {
+	bad := func(reason string) (framing, *FramingError) {
+		return framing{}, &FramingError{Status: http.StatusBadRequest, Reason: reason}
+	}
+	var f framing
+	line, rest, _ := bytes.Cut(head, []byte{'\n'})
+	line = trimEOL(line)
+	if len(line) > maxURI {
+		return framing{}, &FramingError{http.StatusRequestURITooLong, "uri_too_long"}
+	}
+	method, rl, ok1 := bytes.Cut(line, []byte{' '})
+	target, version, ok2 := bytes.Cut(rl, []byte{' '})
+	if !ok1 || !ok2 || !isToken(method) || len(target) == 0 || bytes.IndexByte(version, ' ') >= 0 {
+		return bad("bad_request_line")
+	}
+	var http10 bool
+	switch string(version) {
+	case "HTTP/1.1":
+	case "HTTP/1.0":
+		http10 = true
+	default:
+		if len(version) == 8 && bytes.HasPrefix(version, []byte("HTTP/")) && version[6] == '.' {
+			return framing{}, &FramingError{http.StatusHTTPVersionNotSupported, "http_version_not_supported"}
+		}
+		return bad("bad_request_line")
+	}
+	switch string(method) {
+	case "CONNECT", "TRACE", "TRACK":
+		// Not a forward proxy; TRACE reflects credentials (XST).
+		return framing{}, &FramingError{http.StatusMethodNotAllowed, "method_not_allowed"}
+	}
+	if reason := checkTarget(method, target); reason != "" {
+		return bad(reason)
+	}
+
+	var (
+		hosts, lengths, encodings int
+		te                        []byte
+		fields                    int
+	)
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
+		line = trimEOL(line)
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return bad("obs_fold")
+		}
+		if !validFieldLine(line) {
+			return bad("bad_header_field")
+		}
+		if fields++; fields > maxFields {
+			return framing{}, &FramingError{http.StatusRequestHeaderFieldsTooLarge, "too_many_headers"}
+		}
+		name, value, _ := bytes.Cut(line, []byte{':'})
+		value = bytes.Trim(value, " \t")
+		switch {
+		case asciiEqualFold(name, "Host"):
+			hosts++
+			if !validHost(value) {
+				return bad("bad_host")
+			}
+		case asciiEqualFold(name, "Content-Length"):
+			lengths++
+			n, ok := parseContentLength(value)
+			if !ok {
+				return bad("bad_content_length")
+			}
+			f.length = n
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			encodings++
+			te = value
+		case asciiEqualFold(name, rejectHeader):
+			return bad("reserved_header")
+		}
+	}
+	switch {
+	case hosts == 0 && !http10:
+		return bad("missing_host")
+	case hosts > 1:
+		return bad("duplicate_host")
+	case lengths > 1:
+		return bad("duplicate_content_length")
+	case encodings > 0 && http10:
+		// RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has
+		// faulty framing.
+		return bad("transfer_encoding_in_http10")
+	case encodings > 0 && lengths > 0:
+		// RFC 9112 6.3: the classic smuggling shape.
+		return bad("content_length_with_transfer_encoding")
+	case encodings > 1:
+		return bad("duplicate_transfer_encoding")
+	case encodings == 1:
+		if !asciiEqualFold(te, "chunked") {
+			if isToken(te) {
+				return framing{}, &FramingError{http.StatusNotImplemented, "unsupported_transfer_encoding"}
+			}
+			return bad("bad_transfer_encoding")
+		}
+		f.chunked = true
+		f.length = 0
+	}
+	return f, nil
+}
+
+const maxFields = 256
+
+// checkTarget accepts origin-form targets ("/path?query") and "*" for
+// OPTIONS. Absolute-form is for forward proxies, which gatehouse is not;
+// a fragment, a raw byte outside visible ASCII, a broken %-escape, a
+// backslash or a dot segment in the path are refused, because the app,
+// the rate limiter and the static mounts must all see the same path.
+func checkTarget(method, t []byte) string {
+	if string(t) == "*" {
+		if string(method) == "OPTIONS" {
+			return ""
+		}
+		return "bad_target"
+	}
+	if t[0] != '/' {
+		if bytes.Contains(t, []byte("://")) {
+			return "absolute_form_target"
+		}
+		return "bad_target"
+	}
+	path := t
+	if i := bytes.IndexByte(t, '?'); i >= 0 {
+		path = t[:i]
+	}
+	for i := 0; i < len(t); i++ {
+		ch := t[i]
+		switch {
+		case ch <= ' ' || ch >= 0x7f:
+			return "bad_target_byte"
+		case ch == '#':
+			return "fragment_in_target"
+		case ch == '%':
+			if i+2 >= len(t) || !isHex(t[i+1]) || !isHex(t[i+2]) {
+				return "bad_percent_encoding"
+			}
+		case ch == '\\' && i < len(path):
+			return "backslash_in_path"
+		}
+	}
+	// Dot segments, also percent-encoded ones ("%2e%2e"), and encoded NUL.
+	for seg := range bytes.SplitSeq(path[1:], []byte{'/'}) {
+		s := strings.ToLower(string(seg))
+		s = strings.ReplaceAll(s, "%2e", ".")
+		if s == "." || s == ".." {
+			return "dot_segment"
+		}
+		if strings.Contains(s, "%00") {
+			return "nul_in_path"
+		}
+	}
+	return ""
+}
+
+func parseChunkSize(line []byte) (int64, bool) {
+	line = trimEOL(line)
+	// chunk-size [ BWS ";" chunk-ext ]
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		for _, ch := range line[i+1:] {
+			if ch < ' ' && ch != '\t' || ch == 0x7f {
+				return 0, false
+			}
+		}
+		line = bytes.TrimRight(line[:i], " \t")
+	}
+	if len(line) == 0 || len(line) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, ch := range line {
+		var v byte
+		switch {
+		case ch >= '0' && ch <= '9':
+			v = ch - '0'
+		case ch >= 'a' && ch <= 'f':
+			v = ch - 'a' + 10
+		case ch >= 'A' && ch <= 'F':
+			v = ch - 'A' + 10
+		default:
+			return 0, false
+		}
+		n = n<<4 | int64(v)
+	}
+	return n, true
+}
+
+func parseContentLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, ch := range v {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(ch-'0')
+	}
+	return n, true
+}
+
+// validFieldLine checks "name:value" with a token name directly followed by
+// the colon (RFC 9112 5.1: no whitespace before it) and a value of visible
+// characters, spaces, tabs and obs-text (RFC 9110 5.5), no other controls.
+func validFieldLine(line []byte) bool {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 || !isToken(line[:i]) {
+		return false
+	}
+	for _, ch := range line[i+1:] {
+		if ch < ' ' && ch != '\t' || ch == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts a reg-name, IPv4 or [IPv6] with an optional port.
+func validHost(v []byte) bool {
+	if len(v) == 0 || len(v) > 255 {
+		return false
+	}
+	for _, ch := range v {
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
+		case strings.IndexByte("-._~:[]!$&'()*+,;=%", ch) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isEmptyLine(line []byte) bool { return len(trimEOL(line)) == 0 }
+
+func trimEOL(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte{'\n'})
+	return bytes.TrimSuffix(b, []byte{'\r'})
+}
+
+func isHex(ch byte) bool {
+	return ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f' || ch >= 'A' && ch <= 'F'
+}
+
+// tchar per RFC 9110 5.6.2.
+var tchar = func() (t [256]bool) {
+	for ch := '0'; ch <= '9'; ch++ {
+		t[ch] = true
+	}
+	for ch := 'a'; ch <= 'z'; ch++ {
+		t[ch] = true
+		t[ch-'a'+'A'] = true
+	}
+	for _, ch := range "!#$%&'*+-.^_`|~" {
+		t[ch] = true
+	}
+	return t
+}()
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, ch := range b {
+		if !tchar[ch] {
+			return false
+		}
+	}
+	return true
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// framingErrorOf returns the guard's error inside err, if any.
+func framingErrorOf(err error) *FramingError {
+	var fe *FramingError
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return nil
+}

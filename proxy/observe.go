@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/reqinfo"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// observer writes the access log and the request metrics. It lives as long
+// as the Server, across reloads, so counters never reset on SIGHUP.
+type observer struct {
+	access   *slog.Logger // nil: no access log
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inflight prometheus.Gauge
+	refused  *prometheus.CounterVec
+}
+
+func newObserver(access *slog.Logger, reg prometheus.Registerer) *observer {
+	o := &observer{
+		access: access,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_http_requests_total",
+			Help: "Requests answered, by route (app, static, refused...) and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gatehouse_http_request_duration_seconds",
+			Help:    "Time from request head to the end of the response, by route.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_http_requests_in_flight",
+			Help: "Requests being served right now.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_http_refused_total",
+			Help: "Requests gatehouse answered itself instead of an app or file, by reason.",
+		}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(o.requests, o.duration, o.inflight, o.refused)
+	}
+	return o
+}
+
+// start is called when a request enters the front.
+func (o *observer) start() { o.inflight.Inc() }
+
+// done records a finished request. A request whose client left before the
+// answer is logged as 499, as nginx does, so the cause is not mistaken for
+// a server error.
+func (o *observer) done(rec *recorder, r *http.Request, info *reqinfo.Info) {
+	o.inflight.Dec()
+	d := time.Since(info.Start)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+		if r.Context().Err() != nil {
+			status = 499
+		}
+	}
+	route := info.Route
+	if route == "" {
+		route = "none"
+	}
+	o.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	o.duration.WithLabelValues(route).Observe(d.Seconds())
+	if info.Reason != "" {
+		o.refused.WithLabelValues(info.Reason).Inc()
+	}
+	if o.access == nil || !o.access.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", info.ID),
+		slog.String("client_ip", addrString(info)),
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.URL.Path),
+		slog.String("proto", r.Proto),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Float64("duration", float64(d.Microseconds())/1e6),
+		slog.String("route", route),
+	}
+	if info.Upstream != "" {
+		attrs = append(attrs, slog.String("upstream", info.Upstream))
+	}
+	if info.Plan != "" {
+		attrs = append(attrs, slog.String("plan", info.Plan))
+	}
+	if info.Reason != "" {
+		attrs = append(attrs, slog.String("reason", info.Reason))
+	}
+	if ua := r.UserAgent(); ua != "" {
+		attrs = append(attrs, slog.String("user_agent", ua))
+	}
+	o.access.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
+
+func addrString(info *reqinfo.Info) string {
+	if info.ClientIP.IsValid() {
+		return info.ClientIP.String()
+	}
+	return "unix"
+}

@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// recorder is the ResponseWriter every handler behind the front writes
+// to. It adds the configured response headers at the moment the status is
+// written (so an app's own X-Frame-Options wins), keeps the status and byte
+// count for the access log, and bounds each write to a slow client with
+// server.send_timeout. Flush, Hijack and ReadFrom pass through, so SSE,
+// WebSocket and sendfile keep working.
+type recorder struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	f        *front
+	status   int
+	bytes    int64
+	hijacked bool
+	sendTO   time.Duration
+}
+
+func newRecorder(w http.ResponseWriter, f *front) *recorder {
+	return &recorder{w: w, rc: http.NewResponseController(w), f: f, sendTO: f.cfg.SendTimeout.D()}
+}
+
+func (r *recorder) Header() http.Header { return r.w.Header() }
+
+func (r *recorder) WriteHeader(status int) {
+	if r.status != 0 {
+		return
+	}
+	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+		// 1xx informational responses (103 Early Hints) pass as they are.
+		r.w.WriteHeader(status)
+		return
+	}
+	r.status = status
+	h := r.w.Header()
+	for _, rule := range r.f.headers {
+		if rule.value == "" {
+			h.Del(rule.name)
+		} else if _, ok := h[rule.name]; !ok {
+			h[rule.name] = []string{rule.value}
+		}
+	}
+	r.w.WriteHeader(status)
+}
+
+func (r *recorder) deadline() {
+	if r.sendTO > 0 {
+		_ = r.rc.SetWriteDeadline(time.Now().Add(r.sendTO))
+	}
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	r.deadline()
+	n, err := r.w.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom lets io.Copy from a file reach net/http's sendfile path.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	if r.sendTO > 0 {
+		// sendfile(2) runs as one call from here, so there is no point
+		// between writes to move a deadline: give the whole copy sixty
+		// send timeouts (an hour by default), enough for a large file on
+		// a slow link, still finite for a client that stopped reading.
+		_ = r.rc.SetWriteDeadline(time.Now().Add(60 * r.sendTO))
+	}
+	var n int64
+	var err error
+	if rf, ok := r.w.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{r.w}, src)
+	}
+	r.bytes += n
+	return n, err
+}
+
+// FlushError is what http.ResponseController.Flush calls first.
+func (r *recorder) FlushError() error {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	r.deadline()
+	return r.rc.Flush()
+}
+
+// Flush implements http.Flusher for handlers that assert it directly.
+func (r *recorder) Flush() { _ = r.FlushError() }
+
+// Hijack hands the connection over after a protocol upgrade.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := r.rc.Hijack()
+	if err == nil {
+		r.hijacked = true
+		if r.status == 0 {
+			r.status = http.StatusSwitchingProtocols
+		}
+		// Deadlines set for the HTTP exchange must not cut the tunnel.
+		_ = c.SetDeadline(time.Time{})
+	}
+	return c, rw, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer for
+// anything not handled here (read deadlines, full-duplex).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.w }

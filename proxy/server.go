@@ -1,0 +1,331 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options is everything a Server is built from. A reload passes a new
+// Options to Apply.
+type Options struct {
+	Config Config
+	TLS    TLSConfig
+	// Admin is the admin listener's config; nil means no admin listener.
+	Admin *AdminConfig
+	// Pool serves the app route; nil means there is no app and requests
+	// that match no static mount get 404.
+	Pool Pool
+	// Static routes URL prefixes to files; nil means no mounts.
+	Static StaticRouter
+	// Limit wraps the app route (the rate limiter); nil means none.
+	Limit Middleware
+	// Encode wraps the app route to compress responses; nil means none.
+	Encode Middleware
+	// Logger receives operational logs; nil means slog.Default().
+	Logger *slog.Logger
+	// AccessLog receives one line per request; nil means no access log.
+	AccessLog *slog.Logger
+	// Status adds sections to /status (the pool, the config file state).
+	Status func() map[string]any
+}
+
+// Server is the HTTP front: its listeners, the admin listener, and the
+// current configuration generation. Typical usage:
+//
+//	s, err := proxy.New(opts, registry)
+//	if err := s.Listen(); err != nil { ... }
+//	go s.Serve(ctx)         // returns after ctx is done and requests drained
+//	s.Apply(newOpts)        // on SIGHUP
+type Server struct {
+	log     *slog.Logger
+	guard   *guard
+	obs     *observer
+	reg     *prometheus.Registry
+	started time.Time
+
+	mu        sync.Mutex // serializes Apply
+	opts      Options    // the running generation's options
+	cur       atomic.Pointer[front]
+	status    atomic.Pointer[func() map[string]any]
+	lns       []net.Listener
+	unixPaths []string
+	adminLn   net.Listener
+	srv       *http.Server
+	adminSrv  *http.Server
+}
+
+// New builds a Server. reg is where gatehouse's metrics are registered and
+// what /metrics serves; nil makes a private registry.
+func New(opts Options, reg *prometheus.Registry) (*Server, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cfg := opts.Config
+	s := &Server{
+		log:     opts.Logger.With("component", "proxy"),
+		guard:   newGuard(int(cfg.MaxHeaderBytes), int(cfg.MaxURIBytes)),
+		obs:     newObserver(opts.AccessLog, reg),
+		reg:     reg,
+		started: time.Now(),
+	}
+	if err := s.install(opts); err != nil {
+		return nil, err
+	}
+	h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.cur.Load().ServeHTTP(w, r) }))
+	s.srv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
+		IdleTimeout:       cfg.IdleTimeout.D(),
+		// The guard enforces the exact limit with a clear answer; this
+		// only backs it up, with room for the guard's own verdict request.
+		MaxHeaderBytes: int(cfg.MaxHeaderBytes) + 1024,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if gc, ok := c.(*guardConn); ok {
+				return context.WithValue(ctx, connKey{}, gc)
+			}
+			return ctx
+		},
+	}
+	return s, nil
+}
+
+func (s *Server) install(opts Options) error {
+	if err := opts.Config.Validate(); err != nil {
+		return fmt.Errorf("server config: %w", err)
+	}
+	trust, _ := parseTrusted(opts.Config.TrustedProxies)
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	f := &front{
+		cfg:     opts.Config,
+		trust:   trust,
+		hosts:   parseHosts(opts.Config.Hosts),
+		headers: buildHeaders(opts.Config.Headers),
+		guard:   s.guard,
+		static:  opts.Static,
+		obs:     s.obs,
+		log:     opts.Logger.With("component", "proxy"),
+	}
+	if opts.Pool != nil {
+		var app http.Handler = newForwarder(f, opts.Pool)
+		if opts.Encode != nil {
+			app = opts.Encode(app)
+		}
+		if opts.Limit != nil {
+			app = opts.Limit(app)
+		}
+		f.app = app
+	}
+	s.opts = opts
+	status := opts.Status
+	s.status.Store(&status)
+	s.cur.Store(f)
+	return nil
+}
+
+// Apply swaps in a new configuration generation without dropping a request:
+// requests in flight finish with the generation they started with. Settings
+// bound to sockets (listen addresses, header timeouts and limits) need a
+// restart; a change to them is logged and otherwise ignored.
+func (s *Server) Apply(opts Options) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.opts.Config
+	nc := opts.Config
+	var fixed []string
+	if !slices.Equal(old.Listen, nc.Listen) || !slices.Equal(old.ListenTLS, nc.ListenTLS) {
+		fixed = append(fixed, "server.listen")
+	}
+	if old.ReadHeaderTimeout != nc.ReadHeaderTimeout || old.IdleTimeout != nc.IdleTimeout {
+		fixed = append(fixed, "server timeouts")
+	}
+	if old.MaxHeaderBytes != nc.MaxHeaderBytes || old.MaxURIBytes != nc.MaxURIBytes {
+		fixed = append(fixed, "server.max_header_bytes/max_uri_bytes")
+	}
+	if (s.opts.Admin == nil) != (opts.Admin == nil) || opts.Admin != nil && s.opts.Admin.Listen != opts.Admin.Listen {
+		fixed = append(fixed, "admin.listen")
+	}
+	if len(fixed) > 0 {
+		s.log.Warn("some changed settings take effect only after a restart", "settings", fixed)
+	}
+	return s.install(opts)
+}
+
+// Listen opens the listeners (and the admin listener) so that a failure to
+// bind is reported before anything is served.
+func (s *Server) Listen() error {
+	cfg := s.opts.Config
+	for _, addr := range cfg.Listen {
+		ln, err := s.listen(addr)
+		if err != nil {
+			s.closeListeners()
+			return err
+		}
+		s.lns = append(s.lns, &guardListener{Listener: ln, g: s.guard})
+	}
+	if s.opts.Admin != nil {
+		ln, err := net.Listen("tcp", s.opts.Admin.Listen)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("opening the admin listener on %s: %w", s.opts.Admin.Listen, err)
+		}
+		s.adminLn = ln
+	}
+	return nil
+}
+
+func (s *Server) listen(addr string) (net.Listener, error) {
+	if path, ok := unixPath(addr); ok {
+		// A socket file left by a previous run would make bind fail;
+		// remove it only if it really is a socket.
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSocket != 0 {
+			_ = os.Remove(path)
+		}
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("listening on Unix socket %s: %w", path, err)
+		}
+		s.unixPaths = append(s.unixPaths, path)
+		return ln, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w (is another server using the port?)", addr, err)
+	}
+	return ln, nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	if s.adminLn != nil {
+		s.adminLn.Close()
+	}
+}
+
+// Addrs returns the bound addresses of the HTTP listeners, in config order.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, len(s.lns))
+	for i, ln := range s.lns {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+// AdminAddr returns the admin listener's address, or nil.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// Serve serves until ctx is done, then stops accepting, waits up to
+// server.shutdown_timeout for requests in flight, and returns. Listen must
+// have been called.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, len(s.lns)+1)
+	for _, ln := range s.lns {
+		go func() { errc <- s.srv.Serve(ln) }()
+	}
+	if s.adminLn != nil {
+		s.adminSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: s.srv.ErrorLog}
+		go func() { errc <- s.adminSrv.Serve(s.adminLn) }()
+	}
+	for _, ln := range s.lns {
+		s.log.Info("listening", "addr", ln.Addr().String())
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		if errors.Is(serveErr, http.ErrServerClosed) {
+			serveErr = nil
+		}
+	}
+	timeout := s.opts.Config.ShutdownTimeout.D()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s.log.Info("draining in-flight requests", "timeout", timeout.String())
+	err := s.srv.Shutdown(sctx)
+	if err != nil {
+		s.log.Warn("shutdown timeout passed with requests still in flight; closing them", "error", err)
+		s.srv.Close()
+	}
+	if s.adminSrv != nil {
+		// The admin listener stays up during the drain so /status shows it.
+		s.adminSrv.Close()
+	}
+	for _, p := range s.unixPaths {
+		_ = os.Remove(p)
+	}
+	return errors.Join(serveErr, err)
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if p, ok := s.currentPool().(interface{ Ready() bool }); ok && !p.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("app not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		st := map[string]any{
+			"uptime_seconds": int(time.Since(s.started).Seconds()),
+			"listen":         s.addrStrings(),
+		}
+		if fn := *s.status.Load(); fn != nil {
+			for k, v := range fn() {
+				st[k] = v
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (s *Server) currentPool() Pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts.Pool
+}
+
+func (s *Server) addrStrings() []string {
+	var out []string
+	for _, a := range s.Addrs() {
+		out = append(out, a.String())
+	}
+	return out
+}

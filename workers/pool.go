@@ -1,0 +1,677 @@
+package workers
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse/gatehouse/internal/backend"
+	"github.com/gatehouse/gatehouse/internal/reqinfo"
+)
+
+// Options are what the wiring passes in besides the config.
+type Options struct {
+	// Logger receives the pool's log lines and the workers' output. Nil
+	// means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the pool's metrics. Nil means no metrics are
+	// registered (they are still kept for Status).
+	Registerer prometheus.Registerer
+}
+
+// Pool admits requests, queues them when every backend is busy, and sends
+// each to the least-busy ready backend. Its backends are upstreams (run
+// elsewhere) or worker processes it supervises. It implements
+// http.RoundTripper, so it plugs into httputil.ReverseProxy as Transport.
+type Pool struct {
+	kind Kind
+	log  *slog.Logger
+	met  *metrics
+
+	bg     context.Context // cancelled by Close: stops background work
+	stopBg context.CancelFunc
+	wg     sync.WaitGroup // background goroutines (health checks, supervisor)
+
+	mu        sync.Mutex
+	cfg       Config
+	members   []*member
+	waiters   list.List // of *waiter, FIFO
+	closed    bool
+	started   bool
+	rr        uint
+	bootErr   error // process pools: why no worker can start, for 502s and /status
+	allIdle   chan struct{}
+	sup       *supervisor
+	hcRestart chan struct{}
+}
+
+// memberState is where a backend is in its life. Only ready members are
+// sent requests; a down upstream gets one probe request once its backoff
+// has passed.
+type memberState int
+
+const (
+	stateBooting memberState = iota
+	stateReady
+	stateDown
+	stateDraining
+)
+
+func (s memberState) String() string {
+	return [...]string{"booting", "ready", "down", "draining"}[s]
+}
+
+// member is one backend: an upstream address or one worker process. Fields
+// below mu are guarded by Pool.mu.
+type member struct {
+	name  string // address, for logs, reqinfo.Upstream and /status
+	label string // bounded metric label: the address for upstreams, "worker N" slot for processes
+	host  string // URL host for requests ("127.0.0.1:8000"; a Unix-socket worker uses "localhost")
+	rt    http.RoundTripper
+	idle  func() // closes idle keep-alive connections, when removed
+	w     *worker
+
+	// mu: Pool.mu
+	state     memberState
+	active    int
+	requests  uint64
+	fails     int
+	downUntil time.Time
+	probing   bool
+	removed   bool
+	drained   chan struct{} // closed when removed and active reaches 0
+}
+
+type waiter struct {
+	ch   chan struct{}
+	elem *list.Element
+}
+
+// New checks cfg and returns a pool that is not yet running: Start begins
+// health checks and starts worker processes. cfg gets its defaults here.
+func New(cfg Config, opts Options) (*Pool, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("workers: invalid config: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Pool{kind: cfg.Kind(), cfg: cfg, log: log.With("component", "workers")}
+	p.bg, p.stopBg = context.WithCancel(context.Background())
+	p.met = newMetrics(p)
+	if opts.Registerer != nil {
+		if err := p.met.register(opts.Registerer); err != nil {
+			return nil, fmt.Errorf("workers: registering metrics: %w", err)
+		}
+	}
+	switch p.kind {
+	case KindUpstream:
+		p.setUpstreams(cfg)
+	default:
+		sup, err := newSupervisor(p, cfg)
+		if err != nil {
+			return nil, err
+		}
+		p.sup = sup
+	}
+	return p, nil
+}
+
+// Start begins background work: active health checks for upstreams, the
+// worker processes for wsgi and command pools. It returns at once; requests
+// that arrive while workers boot wait in the queue.
+func (p *Pool) Start(ctx context.Context) error {
+	p.mu.Lock()
+	if p.started || p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.started = true
+	p.hcRestart = make(chan struct{}, 1)
+	p.mu.Unlock()
+	if p.kind == KindUpstream {
+		p.wg.Go(p.healthLoop)
+		return nil
+	}
+	return p.sup.start(ctx)
+}
+
+// RoundTrip sends r to a backend; see the package doc for the errors.
+func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
+	info := reqinfo.From(r.Context())
+	var tried map[*member]bool
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		m, waited, err := p.acquire(r.Context(), tried)
+		p.met.queueWait.Observe(waited.Seconds())
+		if err != nil {
+			if lastErr != nil && errors.Is(err, backend.ErrNoBackend) {
+				// Every backend refused the connection: report the last
+				// refusal, it is what the operator needs.
+				return nil, fmt.Errorf("%w: %w", backend.ErrNoBackend, lastErr)
+			}
+			closeBody(r)
+			if info != nil {
+				info.Reason = reasonFor(err)
+			}
+			return nil, err
+		}
+		out := r
+		if attempt > 0 {
+			if out, err = replay(r); err != nil {
+				p.release(m, false)
+				return nil, fmt.Errorf("%w: retrying after %w: %w", backend.ErrBackendFailed, lastErr, err)
+			}
+		}
+		resp, err := p.send(out, m)
+		if err == nil {
+			if info != nil {
+				info.Upstream = m.name
+			}
+			return resp, nil
+		}
+		var de *dialError
+		if errors.As(err, &de) && r.Context().Err() == nil {
+			// Refused before a byte was sent: safe to try another backend.
+			p.markDown(m, err)
+			if tried == nil {
+				tried = map[*member]bool{}
+			}
+			tried[m] = true
+			lastErr = err
+			continue
+		}
+		if info != nil {
+			info.Upstream = m.name
+			info.Reason = reasonFor(err)
+		}
+		return nil, err
+	}
+}
+
+func reasonFor(err error) string {
+	switch {
+	case errors.Is(err, backend.ErrQueueFull):
+		return "queue_full"
+	case errors.Is(err, backend.ErrQueueTimeout):
+		return "queue_timeout"
+	case errors.Is(err, backend.ErrTimeout):
+		return "upstream_timeout"
+	case errors.Is(err, backend.ErrNoBackend):
+		return "no_backend"
+	case errors.Is(err, backend.ErrClosed):
+		return "pool_closed"
+	case errors.Is(err, context.Canceled):
+		return "client_gone"
+	}
+	return "upstream_failed"
+}
+
+func closeBody(r *http.Request) {
+	if r.Body != nil {
+		r.Body.Close()
+	}
+}
+
+// replay returns a shallow copy of r with a fresh body from GetBody.
+func replay(r *http.Request) (*http.Request, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return r, nil
+	}
+	if r.GetBody == nil {
+		return nil, errors.New("request body cannot be replayed")
+	}
+	b, err := r.GetBody()
+	if err != nil {
+		return nil, err
+	}
+	out := *r
+	out.Body = b
+	return &out, nil
+}
+
+// errTimedOut is the cancel cause when Config.Timeout passes.
+var errTimedOut = errors.New("timeout")
+
+// send makes one attempt on m, which acquire reserved. The slot is released
+// when the response body is closed (or at once on error).
+func (p *Pool) send(r *http.Request, m *member) (*http.Response, error) {
+	p.mu.Lock()
+	timeout := p.cfg.Timeout.D()
+	p.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(r.Context())
+	timer := time.AfterFunc(timeout, func() { cancel(errTimedOut) })
+	out := r.WithContext(ctx)
+	u := *r.URL
+	u.Scheme, u.Host = "http", m.host
+	out.URL = &u
+	start := time.Now()
+	resp, err := m.rt.RoundTrip(out)
+	fired := !timer.Stop()
+	if fired || err != nil && context.Cause(ctx) == errTimedOut {
+		cancel(nil)
+		if resp != nil {
+			resp.Body.Close()
+		}
+		p.release(m, false)
+		p.met.requests.WithLabelValues(m.label, "timeout").Inc()
+		if m.w != nil {
+			m.w.timedOut()
+		}
+		return nil, fmt.Errorf("%s gave no response within %s: %w", m.name, timeout, backend.ErrTimeout)
+	}
+	if err != nil {
+		cancel(nil)
+		p.release(m, false)
+		if r.Context().Err() != nil {
+			p.met.requests.WithLabelValues(m.label, "canceled").Inc()
+			return nil, fmt.Errorf("request to %s: %w", m.name, r.Context().Err())
+		}
+		p.met.requests.WithLabelValues(m.label, "failed").Inc()
+		var de *dialError
+		if errors.As(err, &de) {
+			return nil, fmt.Errorf("%s: %w: %w", m.name, backend.ErrBackendFailed, de)
+		}
+		return nil, fmt.Errorf("%s after %s: %w: %w", m.name, time.Since(start).Round(time.Millisecond), backend.ErrBackendFailed, err)
+	}
+	p.met.requests.WithLabelValues(m.label, "ok").Inc()
+	p.markUp(m)
+	b := &body{ReadCloser: resp.Body, done: func() { cancel(nil); p.release(m, true) }}
+	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = &rwBody{body: b, w: rw}
+	} else {
+		resp.Body = b
+	}
+	return resp, nil
+}
+
+// body releases the backend slot when the front closes the response body.
+type body struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (b *body) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.done)
+	return err
+}
+
+// rwBody keeps a 101 response's body writable, which is how
+// httputil.ReverseProxy recognises an upgraded connection.
+type rwBody struct {
+	*body
+	w io.Writer
+}
+
+func (b *rwBody) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+// acquire reserves a slot on the least-busy usable member not in tried,
+// waiting in the FIFO queue while all are busy. It returns how long it waited.
+func (p *Pool) acquire(ctx context.Context, tried map[*member]bool) (*member, time.Duration, error) {
+	var (
+		start = time.Now()
+		timer *time.Timer
+		w     *waiter
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	p.mu.Lock()
+	for {
+		if p.closed {
+			p.mu.Unlock()
+			return nil, time.Since(start), backend.ErrClosed
+		}
+		m, canWait := p.pickLocked(tried, time.Now())
+		if m != nil {
+			m.active++
+			m.requests++
+			p.mu.Unlock()
+			return m, time.Since(start), nil
+		}
+		if !canWait {
+			err := p.bootErr
+			p.mu.Unlock()
+			if err != nil {
+				return nil, time.Since(start), fmt.Errorf("%w: %w", backend.ErrNoBackend, err)
+			}
+			return nil, time.Since(start), backend.ErrNoBackend
+		}
+		if w == nil {
+			if p.waiters.Len() >= p.cfg.Queue {
+				p.mu.Unlock()
+				return nil, 0, queueFull{retry: time.Second}
+			}
+			w = &waiter{ch: make(chan struct{}, 1)}
+			w.elem = p.waiters.PushBack(w)
+			timer = time.NewTimer(p.cfg.QueueTimeout.D() - time.Since(start))
+		} else {
+			// Woken but beaten to the slot: keep our place at the front.
+			w.elem = p.waiters.PushFront(w)
+		}
+		p.mu.Unlock()
+		var err error
+		select {
+		case <-w.ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-timer.C:
+			err = fmt.Errorf("waited %s for a free backend: %w", time.Since(start).Round(time.Millisecond), backend.ErrQueueTimeout)
+		}
+		p.mu.Lock()
+		if err != nil {
+			if w.elem != nil {
+				p.waiters.Remove(w.elem)
+				w.elem = nil
+			} else {
+				// We were woken as we gave up: pass the turn on.
+				p.wakeLocked(1)
+			}
+			p.mu.Unlock()
+			return nil, time.Since(start), err
+		}
+	}
+}
+
+// pickLocked returns the usable member with the fewest requests in flight,
+// rotating among equals. When none is free, canWait says whether one may
+// become free (a busy or booting member exists).
+func (p *Pool) pickLocked(tried map[*member]bool, now time.Time) (best *member, canWait bool) {
+	n := len(p.members)
+	if n == 0 {
+		return nil, p.sup != nil && p.bootErr == nil && !p.closed
+	}
+	p.rr++
+	limit := p.limitLocked()
+	for i := range n {
+		m := p.members[(int(p.rr)+i)%n]
+		if tried[m] {
+			continue
+		}
+		switch m.state {
+		case stateBooting:
+			canWait = true
+			continue
+		case stateDraining:
+			continue
+		case stateDown:
+			// Half-open: one probe request once the backoff has passed.
+			if m.probing || now.Before(m.downUntil) {
+				continue
+			}
+		}
+		if limit > 0 && m.active >= limit {
+			canWait = true
+			continue
+		}
+		if best == nil || m.active < best.active {
+			best = m
+		}
+	}
+	if best != nil && best.state == stateDown {
+		best.probing = true
+	}
+	return best, canWait
+}
+
+func (p *Pool) limitLocked() int {
+	if p.kind == KindUpstream {
+		return p.cfg.UpstreamConcurrency
+	}
+	return p.cfg.Threads
+}
+
+func (p *Pool) wakeLocked(n int) {
+	for ; n > 0 && p.waiters.Len() > 0; n-- {
+		w := p.waiters.Remove(p.waiters.Front()).(*waiter)
+		w.elem = nil
+		w.ch <- struct{}{}
+	}
+}
+
+// release frees m's slot. ok is false when the attempt failed.
+func (p *Pool) release(m *member, ok bool) {
+	p.mu.Lock()
+	m.active--
+	if m.probing && !ok {
+		m.probing = false
+	}
+	p.wakeLocked(1)
+	if m.active == 0 && m.drained != nil && m.removed {
+		close(m.drained)
+		m.drained = nil
+	}
+	if p.closed && p.allIdle != nil && p.idleLocked() {
+		close(p.allIdle)
+		p.allIdle = nil
+	}
+	w := m.w
+	p.mu.Unlock()
+	if w != nil && ok {
+		w.served()
+	}
+	if m.removed && m.idle != nil {
+		m.idle()
+	}
+}
+
+func (p *Pool) idleLocked() bool {
+	for _, m := range p.members {
+		if m.active > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// markDown takes an upstream out after a refused connection, to be probed
+// again after a capped exponential backoff.
+func (p *Pool) markDown(m *member, err error) {
+	p.mu.Lock()
+	m.probing = false
+	if m.state == stateDraining {
+		p.mu.Unlock()
+		return
+	}
+	m.fails++
+	backoff := min(time.Second<<min(m.fails-1, 5), 30*time.Second)
+	m.downUntil = time.Now().Add(backoff)
+	was := m.state
+	m.state = stateDown
+	p.mu.Unlock()
+	if was != stateDown {
+		p.met.healthy.WithLabelValues(m.label).Set(0)
+		p.log.Warn("backend taken out", "upstream", m.name, "retry_in", backoff, "error", err)
+	}
+	if m.w != nil {
+		m.w.dialFailed(err)
+	}
+}
+
+// markUp puts a member that answered back in service.
+func (p *Pool) markUp(m *member) {
+	p.mu.Lock()
+	was := m.state
+	if was != stateDown {
+		p.mu.Unlock()
+		return
+	}
+	m.state, m.fails, m.probing = stateReady, 0, false
+	p.wakeLocked(p.waiters.Len())
+	p.mu.Unlock()
+	p.met.healthy.WithLabelValues(m.label).Set(1)
+	p.log.Info("backend back in service", "upstream", m.name)
+}
+
+// queueFull is backend.ErrQueueFull with a Retry-After hint.
+type queueFull struct{ retry time.Duration }
+
+func (q queueFull) Error() string             { return backend.ErrQueueFull.Error() }
+func (q queueFull) Unwrap() error             { return backend.ErrQueueFull }
+func (q queueFull) RetryAfter() time.Duration { return q.retry }
+
+// dialError marks a failure to connect: nothing of the request was sent,
+// so another backend may be tried.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "connecting: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// newTransport returns a keep-alive transport that dials one fixed address
+// and reports connection failures as dialError.
+func newTransport(network, addr string, maxIdle int) *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				return nil, &dialError{err}
+			}
+			return c, nil
+		},
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   max(maxIdle, 64),
+		IdleConnTimeout:       60 * time.Second,
+		DisableCompression:    true, // the front compresses; pass the app's bytes through
+		ExpectContinueTimeout: 0,
+		ForceAttemptHTTP2:     false,
+	}
+}
+
+// Status is the pool's snapshot for /status.
+type Status struct {
+	Kind      Kind           `json:"kind"`
+	Queued    int            `json:"queued"`
+	Members   []MemberStatus `json:"backends"`
+	LastError string         `json:"last_error,omitempty"`
+	Restarts  map[string]int `json:"restarts,omitempty"`
+}
+
+// MemberStatus is one backend in Status.
+type MemberStatus struct {
+	Name     string    `json:"name"`
+	State    string    `json:"state"`
+	Active   int       `json:"active"`
+	Requests uint64    `json:"requests"`
+	Worker   int       `json:"worker,omitempty"`
+	PID      int       `json:"pid,omitempty"`
+	Memory   int64     `json:"memory_bytes,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+}
+
+// Status returns a JSON-encodable snapshot of the pool.
+func (p *Pool) Status() any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := Status{Kind: p.kind, Queued: p.waiters.Len()}
+	if p.bootErr != nil {
+		s.LastError = p.bootErr.Error()
+	}
+	for _, m := range p.members {
+		ms := MemberStatus{Name: m.name, State: m.state.String(), Active: m.active, Requests: m.requests}
+		if m.w != nil {
+			m.w.fillStatus(&ms)
+			if m.state == stateReady && m.active > 0 {
+				ms.State = "busy"
+			}
+		}
+		s.Members = append(s.Members, ms)
+	}
+	if p.sup != nil {
+		s.Restarts = p.sup.restartCounts()
+	}
+	return s
+}
+
+// Reload applies a new config. For upstreams the list is replaced (kept
+// addresses keep their state and connections) and limits change at once.
+// For process pools every worker is replaced by a rolling restart; if the
+// new generation cannot start, the old one keeps serving and the error is
+// returned.
+func (p *Pool) Reload(ctx context.Context, cfg Config) error {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("workers: invalid config: %w", err)
+	}
+	if cfg.Kind() != p.kind {
+		return fmt.Errorf("workers: cannot change app from %s to %s without a restart", p.kind, cfg.Kind())
+	}
+	if p.kind == KindUpstream {
+		p.setUpstreams(cfg)
+		select {
+		case p.hcRestart <- struct{}{}:
+		default:
+		}
+		return nil
+	}
+	return p.sup.reload(ctx, cfg)
+}
+
+// Close stops admitting requests, waits for in-flight ones to finish (or
+// ctx to end), then stops the workers and background work.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	for p.waiters.Len() > 0 {
+		p.wakeLocked(1)
+	}
+	var idle chan struct{}
+	if !p.idleLocked() {
+		idle = make(chan struct{})
+		p.allIdle = idle
+	}
+	p.mu.Unlock()
+	var err error
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			err = fmt.Errorf("workers: closing with requests in flight: %w", ctx.Err())
+		}
+	}
+	if p.sup != nil {
+		if serr := p.sup.stop(ctx); err == nil {
+			err = serr
+		}
+	}
+	p.stopBg()
+	p.wg.Wait()
+	p.mu.Lock()
+	for _, m := range p.members {
+		if m.idle != nil {
+			m.idle()
+		}
+	}
+	p.mu.Unlock()
+	return err
+}
+
+func jitter(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	return rand.IntN(n + 1)
+}

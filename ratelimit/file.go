@@ -1,0 +1,28 @@
+package ratelimit
+
+import (
+	"errors"
+	"io"
+	"os"
+	"syscall"
+)
+
+var errEOF = io.EOF
+
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+func readAllLimited(r io.Reader, n int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, n+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > n {
+		return nil, errors.New("file is larger than 64 MiB")
+	}
+	return b, nil
+}

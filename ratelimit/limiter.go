@@ -1,0 +1,529 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"hash/maphash"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options are the Limiter's collaborators.
+type Options struct {
+	// Logger receives decisions worth a line (dry-run refusals, Redis
+	// outages, key file reloads). Nil: slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the metrics. Nil: metrics are kept but not
+	// registered.
+	Registerer prometheus.Registerer
+	// Clock returns the current time. Nil: time.Now. Tests pass a fake.
+	Clock func() time.Time
+}
+
+// Limiter is the rate-limit middleware. It is safe for concurrent use;
+// Reload swaps its configuration while requests run.
+type Limiter struct {
+	log     *slog.Logger
+	now     func() time.Time
+	seed    maphash.Seed
+	metrics *metrics
+	conc    *concurrency
+
+	state atomic.Pointer[state]
+
+	mu      sync.Mutex // serialises Reload, key reloads and Close
+	watcher *keyWatcher
+	closed  bool
+
+	dryRunLogged atomic.Int64 // unix second of the last dry-run log line
+}
+
+// state is one compiled configuration; requests load it once and use it
+// to the end, so a reload never mixes two configurations in one decision.
+type state struct {
+	cfg     Config
+	plans   []string // plan names, indexed by keyEntry.plan
+	planIdx map[string]int
+	ip      *policy // nil: no IP limit
+	plan    *policy
+	rules   []*rule
+	keys    *keySet
+	jwt     *jwtVerifier
+	mem     *memoryStore // the memory store, or Redis's local fallback
+	redis   *redisStore  // nil for the memory store
+}
+
+// policy is one kind of bucket: its name (in headers and metrics), the
+// stable id that keys its buckets, and its limit per plan.
+type policy struct {
+	name string
+	id   uint64
+	// limits[plan+1] is the limit for a plan; limits[0] for keyless
+	// requests. A zero interval means the policy does not apply.
+	limits []policyParams
+	// policyHeader[plan+1] is the RateLimit-Policy item, precomputed.
+	policyHeader []string
+	byIP         bool
+	counters     [][numResults]prometheus.Counter
+}
+
+type rule struct {
+	pol     *policy
+	path    string
+	methods []string
+}
+
+func (r *rule) matches(req *http.Request) bool {
+	p := req.URL.Path
+	if !strings.HasPrefix(p, r.path) {
+		return false
+	}
+	// "/login" covers "/login" and "/login/x" but not "/loginx".
+	if len(p) > len(r.path) && !strings.HasSuffix(r.path, "/") && p[len(r.path)] != '/' {
+		return false
+	}
+	if len(r.methods) == 0 {
+		return true
+	}
+	for _, m := range r.methods {
+		if m == req.Method {
+			return true
+		}
+	}
+	return false
+}
+
+// New builds a Limiter from a validated config (Defaults and Validate are
+// called again here, so a caller that skipped them still gets errors).
+func New(cfg Config, opts Options) (*Limiter, error) {
+	l := &Limiter{
+		log:  opts.Logger,
+		now:  opts.Clock,
+		seed: maphash.MakeSeed(),
+		conc: newConcurrency(),
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	l.log = l.log.With("component", "ratelimit")
+	if l.now == nil {
+		l.now = time.Now
+	}
+	l.metrics = newMetrics(opts.Registerer, l)
+	st, err := l.compile(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	l.state.Store(st)
+	l.startWatcher(st)
+	return l, nil
+}
+
+// Reload applies a new configuration. Buckets survive when the store is
+// unchanged (same store, max_keys and redis settings): a policy keeps its
+// buckets while its name stays ("ip", the plan policy, a rule's name), and
+// a changed rate applies to the level a bucket has. The keys file is read
+// again. On error the old configuration stays.
+func (l *Limiter) Reload(cfg Config) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errors.New("ratelimit: limiter closed")
+	}
+	old := l.state.Load()
+	st, err := l.compile(cfg, old)
+	if err != nil {
+		return err
+	}
+	l.state.Store(st)
+	if old.redis != nil && old.redis != st.redis {
+		old.redis.close()
+	}
+	l.stopWatcher()
+	l.startWatcher(st)
+	l.log.Info("rate limits reloaded", "store", st.cfg.Store, "rules", len(st.rules), "plans", len(st.plans))
+	return nil
+}
+
+// Close stops the key file watcher and the Redis client. Requests that
+// still arrive are served with the last configuration, falling back as if
+// Redis were down.
+func (l *Limiter) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	l.stopWatcher()
+	if st := l.state.Load(); st.redis != nil {
+		st.redis.close()
+	}
+	return nil
+}
+
+func sameStore(a, b Config) bool {
+	return a.Store == b.Store && a.MaxKeys == b.MaxKeys && a.Redis == b.Redis
+}
+
+// compile turns a config into a state, reusing old's stores when allowed.
+func (l *Limiter) compile(cfg Config, old *state) (*state, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ratelimit: %w", err)
+	}
+	st := &state{cfg: cfg, planIdx: map[string]int{}}
+	for name := range cfg.Plans {
+		st.plans = append(st.plans, name)
+	}
+	sortStrings(st.plans)
+	for i, n := range st.plans {
+		st.planIdx[n] = i
+	}
+	np := len(st.plans) + 1
+	mk := func(name string, byIP bool) *policy {
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		p := &policy{name: name, id: h.Sum64(), byIP: byIP,
+			limits: make([]policyParams, np), policyHeader: make([]string, np)}
+		return p
+	}
+	if !cfg.IP.Rate.IsZero() {
+		st.ip = mk("ip", true)
+		st.ip.limits[0] = paramsOf(cfg.IP)
+	}
+	if len(st.plans) > 0 {
+		st.plan = mk("plan", false)
+		for i, n := range st.plans {
+			st.plan.limits[i+1] = paramsOf(cfg.Plans[n])
+		}
+	}
+	for _, rc := range cfg.Rules {
+		r := &rule{pol: mk("rule:"+rc.Name, rc.By == "ip"), path: rc.Path, methods: rc.Methods}
+		base := Limit{rc.Rate, rc.Burst}
+		for i := range np {
+			lim := base
+			if i > 0 {
+				if pl, ok := rc.Plans[st.plans[i-1]]; ok {
+					lim = pl
+				}
+			}
+			if !lim.Rate.IsZero() {
+				r.pol.limits[i] = paramsOf(lim)
+			}
+		}
+		r.pol.name = rc.Name
+		st.rules = append(st.rules, r)
+	}
+	for _, p := range st.policies() {
+		for i, lp := range p.limits {
+			name := p.name
+			if p == st.plan && i > 0 {
+				name = st.plans[i-1]
+			}
+			p.policyHeader[i] = policyItem(name, lp)
+		}
+		l.metrics.bind(p, st.plans)
+	}
+	if cfg.Identify.KeysFile != "" {
+		ks, err := loadKeys(cfg.Identify.KeysFile, st.planIdx)
+		if err != nil {
+			return nil, fmt.Errorf("ratelimit: %w", err)
+		}
+		st.keys = ks
+	}
+	var err error
+	if st.jwt, err = newJWTVerifier(cfg.Identify.JWT, l.now); err != nil {
+		return nil, fmt.Errorf("ratelimit: identify.jwt: %w", err)
+	}
+	if old != nil && sameStore(old.cfg, cfg) {
+		st.mem, st.redis = old.mem, old.redis
+		return st, nil
+	}
+	st.mem = newMemoryStore(cfg.MaxKeys)
+	if cfg.Store != "memory" {
+		if st.redis, err = newRedisStore(cfg, l.log, l.metrics); err != nil {
+			return nil, fmt.Errorf("ratelimit: store: %w", err)
+		}
+	}
+	return st, nil
+}
+
+func (st *state) policies() []*policy {
+	var out []*policy
+	if st.ip != nil {
+		out = append(out, st.ip)
+	}
+	if st.plan != nil {
+		out = append(out, st.plan)
+	}
+	for _, r := range st.rules {
+		out = append(out, r.pol)
+	}
+	return out
+}
+
+func paramsOf(l Limit) policyParams {
+	return policyParams{interval: int64(interval(l.Rate)), burst: int64(l.Burst)}
+}
+
+// policyItem formats one RateLimit-Policy member
+// (draft-ietf-httpapi-ratelimit-headers): quota q = the burst, over the
+// window w in which an empty bucket fills again, so q/w is the steady rate.
+func policyItem(name string, p policyParams) string {
+	if p.interval == 0 {
+		return ""
+	}
+	w := (time.Duration(p.burst*p.interval) + time.Second - 1) / time.Second
+	return strconv.Quote(name) + ";q=" + strconv.FormatInt(p.burst, 10) + ";w=" + strconv.FormatInt(int64(max(w, 1)), 10)
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// identity is who a request says it is.
+type identity struct {
+	plan    int // -1: keyless
+	subject string
+}
+
+// identify reads the API key or token. A non-nil error is the 401 text.
+func (st *state) identify(r *http.Request) (identity, error) {
+	id := st.cfg.Identify
+	if st.keys != nil {
+		key, ok := "", false
+		if id.Header != "" {
+			if v := r.Header.Get(id.Header); v != "" {
+				key, ok = v, true
+			}
+		}
+		if !ok && id.Query != "" {
+			key, ok = queryValue(r.URL.RawQuery, id.Query)
+		}
+		if ok {
+			e, found := st.keys.keys[key]
+			if !found {
+				return identity{plan: -1}, &errAuth{"unknown API key"}
+			}
+			return identity{plan: e.plan, subject: e.subject}, nil
+		}
+	}
+	if st.jwt != nil {
+		if tok, ok := bearer(r.Header); ok {
+			plan, sub, err := st.jwt.verify(tok)
+			if err != nil {
+				return identity{plan: -1}, err
+			}
+			idx, found := st.planIdx[plan]
+			if !found {
+				return identity{plan: -1}, &errAuth{"token names an unknown plan"}
+			}
+			return identity{plan: idx, subject: sub}, nil
+		}
+	}
+	return identity{plan: -1}, nil
+}
+
+// check is one bucket a request must fit in.
+type check struct {
+	pol    *policy
+	params policyParams
+	hash   uint64
+	ip     netip.Addr // the masked client address, for by-IP buckets
+	sub    string     // the subject, for by-plan buckets
+	res    Result
+}
+
+// collect appends the buckets a request is counted in.
+func (st *state) collect(cs []check, l *Limiter, r *http.Request, ip netip.Addr, id identity) []check {
+	add := func(p *policy, byIP bool) {
+		lp := p.limits[id.plan+1]
+		if lp.interval == 0 {
+			return
+		}
+		c := check{pol: p, params: lp}
+		if byIP || id.plan < 0 {
+			c.ip = ip
+			b := ip.As16()
+			c.hash = mix(maphash.Bytes(l.seed, b[:]), p.id)
+		} else {
+			c.sub = id.subject
+			c.hash = mix(maphash.String(l.seed, id.subject), p.id^0x5bd1e995)
+		}
+		cs = append(cs, c)
+	}
+	if id.plan >= 0 {
+		add(st.plan, false)
+	} else if st.ip != nil && st.cfg.Identify.Keyless == "ip" {
+		add(st.ip, true)
+	}
+	for _, ru := range st.rules {
+		if ru.matches(r) {
+			add(ru.pol, ru.pol.byIP)
+		}
+	}
+	return cs
+}
+
+// mix combines a key hash with a policy id (the finaliser of SplitMix64),
+// so the same client in two policies lands in unrelated buckets.
+func mix(h, id uint64) uint64 {
+	x := h ^ id
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// maskIP groups an address by the configured prefix.
+func (st *state) maskIP(a netip.Addr) netip.Addr {
+	if !a.IsValid() {
+		return netip.IPv6Unspecified()
+	}
+	a = a.Unmap()
+	bits := st.cfg.IPv6Prefix
+	if a.Is4() {
+		bits = st.cfg.IPv4Prefix
+	}
+	p, err := a.WithZone("").Prefix(bits)
+	if err != nil {
+		return a
+	}
+	return p.Addr()
+}
+
+// decide takes a token from every check, all or none. It returns false
+// when the request must be refused (with the checks' results filled in).
+func (l *Limiter) decide(ctx context.Context, st *state, cs []check, now time.Time) bool {
+	if len(cs) == 0 {
+		return true
+	}
+	if st.redis != nil {
+		switch st.redis.take(ctx, cs, now) {
+		case redisOK:
+			return allAllowed(cs)
+		case redisAllow:
+			for i := range cs {
+				cs[i].res = Result{Allowed: true, Remaining: cs[i].params.burst - 1}
+			}
+			return true
+		case redisRefuse:
+			for i := range cs {
+				cs[i].res = Result{RetryAfter: time.Second}
+			}
+			return false
+		}
+		// redisLocal: fall through to the memory buckets.
+	}
+	return takeMemory(st.mem, cs, now.UnixNano())
+}
+
+// takeMemory is the memory store's all-or-none decision: tokens taken from
+// earlier buckets are given back when a later one refuses, so a request
+// refused by a burst limit does not eat into a daily quota.
+func takeMemory(m *memoryStore, cs []check, now int64) bool {
+	for i := range cs {
+		cs[i].res = m.take(cs[i].hash, now, cs[i].params)
+		if !cs[i].res.Allowed {
+			for j := range i {
+				m.refund(cs[j].hash, cs[j].params)
+			}
+			for j := i + 1; j < len(cs); j++ {
+				// Not consulted; report the bucket as it stands.
+				cs[j].res = Result{Allowed: true, Remaining: -1}
+			}
+			return false
+		}
+	}
+	return true
+}
+
+func allAllowed(cs []check) bool {
+	for i := range cs {
+		if !cs[i].res.Allowed {
+			return false
+		}
+	}
+	return true
+}
+
+// keyWatcher polls the keys file; polling a stat every few seconds costs
+// nothing and works on every filesystem, including the bind mounts and
+// ConfigMaps where inotify misses atomic renames.
+type keyWatcher struct {
+	stop, done chan struct{}
+}
+
+func (l *Limiter) startWatcher(st *state) {
+	if st.cfg.Identify.KeysFile == "" {
+		return
+	}
+	w := &keyWatcher{stop: make(chan struct{}), done: make(chan struct{})}
+	l.watcher = w
+	every := st.cfg.Identify.KeysReload.D()
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+				l.checkKeys()
+			}
+		}
+	}()
+}
+
+func (l *Limiter) stopWatcher() {
+	if l.watcher != nil {
+		close(l.watcher.stop)
+		<-l.watcher.done
+		l.watcher = nil
+	}
+}
+
+// checkKeys re-reads the keys file when it changed. A bad file is logged
+// and the last good keys stay.
+func (l *Limiter) checkKeys() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.state.Load()
+	path := st.cfg.Identify.KeysFile
+	fi, err := os.Stat(path)
+	if err != nil {
+		l.log.Warn("keys file unreadable; keeping the last keys", "path", path, "error", err)
+		return
+	}
+	if st.keys != nil && stampOf(fi) == st.keys.stat {
+		return
+	}
+	ks, err := loadKeys(path, st.planIdx)
+	if err != nil {
+		l.log.Error("keys file rejected; keeping the last keys", "path", path, "error", err)
+		return
+	}
+	ns := *st
+	ns.keys = ks
+	l.state.Store(&ns)
+	l.log.Info("keys file reloaded", "path", path, "keys", len(ks.keys))
+}

@@ -1,0 +1,253 @@
+package ratelimit
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/reqinfo"
+)
+
+// Wrap returns next behind the limiter. It answers 401 for an unknown API
+// key or a bad token and 429 for a request over a limit (or over the
+// per-IP concurrency cap) itself; next sees only admitted requests. It
+// sets reqinfo's Plan (and Reason when it answers).
+func (l *Limiter) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.serve(w, r, next)
+	})
+}
+
+// maxChecks is how many buckets a request is counted in without an
+// allocation (the base limit and up to seven rules).
+const maxChecks = 8
+
+func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	st := l.state.Load()
+	info := reqinfo.From(r.Context())
+	var ip netip.Addr
+	if info != nil {
+		ip = info.ClientIP
+	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		ip = ap.Addr()
+	}
+	ip = st.maskIP(ip)
+
+	id, err := st.identify(r)
+	if err == nil && id.plan < 0 && st.cfg.Identify.Keyless == "refuse" {
+		err = &errAuth{"an API key or token is required"}
+	}
+	if err != nil {
+		l.metrics.unauthorized.Inc()
+		if info != nil {
+			info.Reason = "unauthorized"
+		}
+		l.refuse(w, r, info, http.StatusUnauthorized, err.Error(), 0, st.jwt != nil)
+		return
+	}
+	if info != nil && id.plan >= 0 {
+		info.Plan = st.plans[id.plan]
+	}
+
+	if max := st.cfg.MaxConcurrentPerIP; max > 0 {
+		if !l.conc.acquire(ip, max) {
+			l.metrics.concurrency.Inc()
+			if !st.cfg.DryRun {
+				if info != nil {
+					info.Reason = "too_many_concurrent"
+				}
+				l.refuse(w, r, info, http.StatusTooManyRequests, "too many concurrent requests from this address", time.Second, false)
+				return
+			}
+			l.logDryRun(r, info, "concurrency", "")
+		} else {
+			defer l.conc.release(ip)
+		}
+	}
+
+	var buf [maxChecks]check
+	cs := st.collect(buf[:0], l, r, ip, id)
+	now := l.now()
+	ok := l.decide(r.Context(), st, cs, now)
+	l.count(cs, id.plan, ok, st.cfg.DryRun)
+	if !ok && st.cfg.DryRun {
+		l.logDryRun(r, info, limitingPolicy(cs), planName(st, id.plan))
+		ok = true
+	}
+	if !ok {
+		var retry time.Duration
+		for i := range cs {
+			if !cs[i].res.Allowed {
+				retry = max(retry, cs[i].res.RetryAfter)
+			}
+		}
+		if info != nil {
+			info.Reason = "rate_limited"
+		}
+		if st.cfg.Headers != "never" {
+			setHeaders(w.Header(), cs, id.plan)
+		}
+		l.refuse(w, r, info, http.StatusTooManyRequests, "too many requests", retry, false)
+		return
+	}
+	if st.cfg.Headers == "always" && len(cs) > 0 {
+		setHeaders(w.Header(), cs, id.plan)
+	}
+	next.ServeHTTP(w, r)
+}
+
+func planName(st *state, plan int) string {
+	if plan < 0 {
+		return ""
+	}
+	return st.plans[plan]
+}
+
+func limitingPolicy(cs []check) string {
+	for i := range cs {
+		if !cs[i].res.Allowed {
+			return cs[i].pol.name
+		}
+	}
+	return ""
+}
+
+// count records each bucket's decision under its policy and the plan.
+func (l *Limiter) count(cs []check, plan int, ok, dry bool) {
+	for i := range cs {
+		c := &cs[i]
+		res := resAllowed
+		switch {
+		case !c.res.Allowed && dry:
+			res = resDryRun
+		case !c.res.Allowed:
+			res = resLimited
+		case !ok:
+			continue // not consulted or given back: not a decision
+		}
+		if ctr := c.pol.counters; len(ctr) > plan+1 {
+			ctr[plan+1][res].Inc()
+		}
+	}
+}
+
+// logDryRun logs a refusal that dry-run let through, at most once a second
+// so that a flood cannot turn into a flood of log lines; the metrics count
+// every one.
+func (l *Limiter) logDryRun(r *http.Request, info *reqinfo.Info, policy, plan string) {
+	sec := l.now().Unix()
+	last := l.dryRunLogged.Load()
+	if last == sec || !l.dryRunLogged.CompareAndSwap(last, sec) {
+		return
+	}
+	id, ip := "", ""
+	if info != nil {
+		id, ip = info.ID, info.ClientIP.String()
+	}
+	l.log.Info("dry run: request would be rate limited", "request_id", id, "remote_addr", ip,
+		"method", r.Method, "policy", policy, "plan", plan)
+}
+
+// setHeaders writes RateLimit-Policy and RateLimit
+// (draft-ietf-httpapi-ratelimit-headers): every policy the request was
+// counted in, and its remaining quota r and seconds t until it is full
+// again (until the next token when none remains).
+func setHeaders(h http.Header, cs []check, plan int) {
+	if len(cs) == 1 {
+		// The common case: the precomputed policy string, no joining.
+		h["Ratelimit-Policy"] = []string{cs[0].pol.policyHeader[plan+1]}
+	} else {
+		var b strings.Builder
+		for i := range cs {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(cs[i].pol.policyHeader[plan+1])
+		}
+		h["Ratelimit-Policy"] = []string{b.String()}
+	}
+	var arr [128]byte
+	b := arr[:0]
+	for i := range cs {
+		c := &cs[i]
+		if c.res.Remaining < 0 {
+			continue
+		}
+		if len(b) > 0 {
+			b = append(b, ", "...)
+		}
+		item := c.pol.policyHeader[plan+1]
+		name := item[:strings.IndexByte(item, ';')]
+		b = append(b, name...)
+		b = append(b, ";r="...)
+		b = strconv.AppendInt(b, c.res.Remaining, 10)
+		b = append(b, ";t="...)
+		t := c.res.Reset
+		if c.res.Remaining == 0 {
+			t = max(c.res.RetryAfter, 0)
+			if c.res.Allowed {
+				t = time.Duration(c.params.interval)
+			}
+		}
+		b = strconv.AppendInt(b, ceilSeconds(t), 10)
+	}
+	h["Ratelimit"] = []string{string(b)}
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// refuse answers 401 or 429 with a body the client can read: JSON when it
+// accepts JSON, plain text otherwise. The body never carries internal
+// detail, only what the client did wrong and the request id.
+func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, info *reqinfo.Info, status int, msg string, retry time.Duration, bearerAuth bool) {
+	h := w.Header()
+	if status == http.StatusTooManyRequests {
+		h.Set("Retry-After", strconv.FormatInt(max(ceilSeconds(retry), 1), 10))
+	}
+	if status == http.StatusUnauthorized && bearerAuth {
+		// RFC 6750 section 3.
+		h.Set("Www-Authenticate", `Bearer error="invalid_token", error_description=`+strconv.Quote(msg))
+	}
+	reqID := ""
+	if info != nil {
+		reqID = info.ID
+	}
+	h.Set("Cache-Control", "no-store")
+	if wantsJSON(r.Header.Get("Accept")) {
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		body := `{"error":` + jsonString(msg) + `,"status":` + strconv.Itoa(status)
+		if status == http.StatusTooManyRequests {
+			body += `,"retry_after":` + strconv.FormatInt(max(ceilSeconds(retry), 1), 10)
+		}
+		if reqID != "" {
+			body += `,"request_id":` + jsonString(reqID)
+		}
+		w.Write([]byte(body + "}\n"))
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	body := strconv.Itoa(status) + " " + http.StatusText(status) + ": " + msg
+	if reqID != "" {
+		body += " (request id " + reqID + ")"
+	}
+	w.Write([]byte(body + "\n"))
+}
+
+// wantsJSON reports whether an Accept header names a JSON type
+// (application/json or any +json type) ahead of a bare wildcard.
+func wantsJSON(accept string) bool {
+	return strings.Contains(accept, "json")
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

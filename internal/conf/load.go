@@ -27,7 +27,7 @@ type File struct {
 func Parse(name string, data []byte, lookup func(string) (string, bool)) (*File, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, syntaxErrors(err)
 	}
 	f := &File{Name: name, lines: map[string]int{}}
 	if len(doc.Content) > 0 {
@@ -422,4 +422,28 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// syntaxErrors turns yaml.v3's "yaml: line N: msg" into located problems.
+func syntaxErrors(err error) Errors {
+	var out Errors
+	for _, msg := range strings.Split(err.Error(), "\n") {
+		msg = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(msg), "yaml:"))
+		if msg == "" || strings.HasPrefix(msg, "unmarshal errors") {
+			continue
+		}
+		e := &Error{Msg: "YAML syntax: " + msg}
+		if rest, ok := strings.CutPrefix(msg, "line "); ok {
+			if num, text, ok := strings.Cut(rest, ":"); ok {
+				if n, err := strconv.Atoi(num); err == nil {
+					e.Line, e.Msg = n, "YAML syntax: "+strings.TrimSpace(text)
+				}
+			}
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		out = Errors{{Msg: "YAML syntax: " + err.Error()}}
+	}
+	return out
 }

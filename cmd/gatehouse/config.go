@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/gatehouse/gatehouse/internal/compress"
+	"github.com/gatehouse/gatehouse/internal/conf"
+	"github.com/gatehouse/gatehouse/proxy"
+	"github.com/gatehouse/gatehouse/ratelimit"
+	"github.com/gatehouse/gatehouse/workers"
+)
+
+// fileConfig is the whole YAML file. Each section's type belongs to the
+// package that uses it; a section that is absent is off (nil).
+type fileConfig struct {
+	Server    proxy.Config       `yaml:"server"`
+	TLS       proxy.TLSConfig    `yaml:"tls"`
+	App       *workers.Config    `yaml:"app"`
+	RateLimit *ratelimit.Config  `yaml:"ratelimit"`
+	Admin     *proxy.AdminConfig `yaml:"admin"`
+	Log       logConfig          `yaml:"log"`
+	// Compression of app responses (server.compression in spirit; a
+	// section of its own so that `server` stays about connections).
+	Compression *compress.Config `yaml:"compression"`
+}
+
+// loadConfig reads, expands, decodes, fills defaults and validates the file
+// at path. Every problem found is returned, each naming its key and line.
+func loadConfig(path string) (*fileConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return parseConfig(path, data, os.LookupEnv)
+}
+
+func parseConfig(name string, data []byte, lookup func(string) (string, bool)) (*fileConfig, error) {
+	f, err := conf.Parse(name, data, lookup)
+	if err != nil {
+		return nil, err
+	}
+	var cfg fileConfig
+	errs := f.Decode("", &cfg)
+
+	cfg.Server.Defaults()
+	errs.AddErr("server", cfg.Server.Validate())
+	if cfg.TLS.Mode == "" && len(cfg.Server.ListenTLS) > 0 {
+		cfg.TLS.Mode = "auto"
+	}
+	cfg.TLS.Defaults()
+	errs.AddErr("tls", cfg.TLS.Validate())
+	if cfg.App != nil {
+		cfg.App.Defaults()
+		errs.AddErr("app", cfg.App.Validate())
+	}
+	if cfg.RateLimit != nil {
+		cfg.RateLimit.Defaults()
+		errs.AddErr("ratelimit", cfg.RateLimit.Validate())
+	}
+	if cfg.Admin != nil {
+		cfg.Admin.Defaults()
+		errs.AddErr("admin", cfg.Admin.Validate())
+	}
+	if cfg.Compression != nil {
+		cfg.Compression.Defaults()
+		errs.AddErr("compression", cfg.Compression.Validate())
+	}
+	cfg.Log.Defaults()
+	errs.AddErr("log", cfg.Log.Validate())
+	if len(errs) > 0 {
+		f.Locate(errs)
+		return nil, errs
+	}
+	return &cfg, nil
+}

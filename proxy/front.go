@@ -111,6 +111,7 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if status, reason, ok := f.guard.verdict(v); ok {
 			info.ID = newRequestID()
 			info.ClientIP = info.Peer.Addr()
+			info.Route = "guard"
 			f.refuse(rec, r, info, status, reason)
 			return
 		}

@@ -76,12 +76,18 @@ func (o *observer) done(rec *recorder, r *http.Request, info *reqinfo.Info) {
 	if o.access == nil || !o.access.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
+	method, host, path := r.Method, r.Host, r.URL.Path
+	if route == "guard" {
+		// The request never parsed; what net/http saw is the guard's
+		// stand-in, not the client's words.
+		method, host, path = "-", "-", "-"
+	}
 	attrs := []slog.Attr{
 		slog.String("request_id", info.ID),
 		slog.String("client_ip", addrString(info)),
-		slog.String("method", r.Method),
-		slog.String("host", r.Host),
-		slog.String("path", r.URL.Path),
+		slog.String("method", method),
+		slog.String("host", host),
+		slog.String("path", path),
 		slog.String("proto", r.Proto),
 		slog.Int("status", status),
 		slog.Int64("bytes", rec.bytes),

@@ -46,6 +46,10 @@ type Config struct {
 	// Rules are extra limits by path prefix and method; every rule that
 	// matches a request applies, in addition to the IP or plan limit.
 	Rules []Rule `yaml:"rules"`
+	// Static applies the limits to static mounts too. Default false:
+	// static files cost no worker, and a page load fetches dozens of them.
+	// The front reads this to decide where it applies Wrap.
+	Static bool `yaml:"static"`
 	// DryRun computes every decision, logs and counts the requests that
 	// would be refused, and lets them through. Default false.
 	DryRun bool `yaml:"dry_run"`

@@ -211,7 +211,11 @@ func bodyErrorStatus(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "body_too_large"
 	case errors.As(err, &ne) && ne.Timeout():
 		return http.StatusRequestTimeout, "body_timeout"
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, context.Canceled):
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The body ended before its declared end. If the client is
+		// still there (a half-close) it learns why; if not, nobody reads.
+		return http.StatusBadRequest, "incomplete_body"
+	case errors.Is(err, net.ErrClosed), errors.Is(err, context.Canceled):
 		return 499, "client_closed"
 	case errors.Is(err, errSpill):
 		return http.StatusInternalServerError, "body_spill_failed"

@@ -182,13 +182,17 @@ func writeError(w http.ResponseWriter, status int, id string, retryAfter time.Du
 	h.Del("Content-Length")
 	h.Del("Content-Encoding")
 	h.Del("ETag")
+	if status == 499 {
+		// The client is gone (or half-closed, which net/http takes for
+		// gone): close the connection without an answer rather than let
+		// net/http send an empty 200. The access log shows 499 (from
+		// info.Reason), as nginx does.
+		panic(http.ErrAbortHandler)
+	}
 	if retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(max(1, retryAfter.Round(time.Second)/time.Second))))
 	}
 	w.WriteHeader(status)
-	if status == 499 {
-		return
-	}
 	_, _ = w.Write([]byte(strconv.Itoa(status) + " " + http.StatusText(status) + "\nrequest id: " + id + "\n"))
 }
 

@@ -117,7 +117,7 @@ type guardConn struct {
 	head      []byte // held-back bytes of the current head or chunk line
 	out       []byte // validated bytes not yet handed to net/http
 	outOff    int
-	poisoned  bool  // out holds the synthetic reject request; EOF follows
+	poisoned  bool  // out holds the synthetic reject request; input is dropped
 	bodyErr   error // deferred framing error inside a body
 	trailerN  int   // bytes of trailer section seen
 	mu        sync.Mutex
@@ -175,7 +175,16 @@ func (c *guardConn) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if c.poisoned {
-			return 0, io.EOF
+			// The stand-in request says Connection: close, so net/http
+			// stops after answering it. Until then, anything more the
+			// client sends is dropped; returning EOF here instead would
+			// make net/http's background read cancel a pipelined request
+			// still in progress, as if the client had left.
+			for {
+				if _, err := c.Conn.Read(p); err != nil {
+					return 0, err
+				}
+			}
 		}
 		if c.bodyErr != nil {
 			return 0, c.bodyErr
@@ -422,7 +431,8 @@ func parseHead(head []byte, maxURI int) (framing, *FramingError) {
 	case "HTTP/1.0":
 		http10 = true
 	default:
-		if len(version) == 8 && bytes.HasPrefix(version, []byte("HTTP/")) && version[6] == '.' {
+		if len(version) == 8 && bytes.HasPrefix(version, []byte("HTTP/")) && version[6] == '.' &&
+			isDigit(version[5]) && isDigit(version[7]) {
 			return framing{}, &FramingError{http.StatusHTTPVersionNotSupported, "http_version_not_supported"}
 		}
 		return bad("bad_request_line")
@@ -644,6 +654,8 @@ func trimEOL(b []byte) []byte {
 	b = bytes.TrimSuffix(b, []byte{'\n'})
 	return bytes.TrimSuffix(b, []byte{'\r'})
 }
+
+func isDigit(ch byte) bool { return ch >= '0' && ch <= '9' }
 
 func isHex(ch byte) bool {
 	return ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f' || ch >= 'A' && ch <= 'F'

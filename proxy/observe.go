@@ -60,7 +60,7 @@ func (o *observer) done(rec *recorder, r *http.Request, info *reqinfo.Info) {
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK
-		if r.Context().Err() != nil {
+		if r.Context().Err() != nil || info.Reason == "client_closed" {
 			status = 499
 		}
 	}

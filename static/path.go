@@ -10,7 +10,7 @@ import (
 // is safe to hand to os.Root: no "." or ".." parts, no dotfiles or
 // dot-folders, no encoded slash or backslash, no NUL or control
 // characters, valid UTF-8 (which rules out overlong encodings of "/" and
-// "."). Empty segments ("//") are dropped, as nginx's merge_slashes does.
+// "."). "." segments are dropped. Empty segments ("//") are dropped, as nginx's merge_slashes does.
 // dir reports a trailing slash. ok is false when the path must be answered
 // 404 (or 400); nothing of such a path is ever opened.
 //
@@ -48,8 +48,10 @@ func cleanPath(escaped string) (clean string, dir, ok bool) {
 			if !good {
 				return "", false, false
 			}
-			b.WriteByte('/')
-			b.WriteString(d)
+			if d != "." {
+				b.WriteByte('/')
+				b.WriteString(d)
+			}
 		}
 		if !more {
 			break
@@ -80,8 +82,12 @@ func decodeSegment(seg string) (string, bool) {
 		}
 		d = string(buf)
 	}
+	if d == "." {
+		return d, true // "/a/./b" is "/a/b"; the caller drops it
+	}
 	if d == "" || d[0] == '.' || !utf8.ValidString(d) {
-		// "." and ".." and every dotfile (.env, .git) are not served.
+		// ".." and every dotfile (.env, .git) are not served: no going up,
+		// ever, even when the result would still be inside the root.
 		return "", false
 	}
 	for i := 0; i < len(d); i++ {

@@ -329,8 +329,14 @@ func (m *mount) serve(w http.ResponseWriter, r *http.Request, clean string, dir 
 			http.Redirect(w, r, target, http.StatusMovedPermanently)
 			return
 		}
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errIsDir) && !errors.Is(err, errNotRegular) {
-			m.srv.log.LogAttrs(r.Context(), slog.LevelWarn, "file refused or unreadable",
+		level := slog.LevelWarn
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errIsDir) || errors.Is(err, errNotRegular) ||
+			strings.Contains(err.Error(), "path escapes") {
+			// Expected answers to bad paths (or probes): not worth a warning.
+			level = slog.LevelDebug
+		}
+		if m.srv.log.Enabled(r.Context(), level) {
+			m.srv.log.LogAttrs(r.Context(), level, "file not served",
 				slog.String("mount", m.cfg.URL), slog.String("path", rel), slog.Any("error", err))
 		}
 		m.notFound(w, r)

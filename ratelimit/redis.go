@@ -86,6 +86,9 @@ func newRedisStore(cfg Config, log *slog.Logger, m *metrics) (*redisStore, error
 	t := cfg.Redis.Timeout.D()
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = t, t, t, t
 	opt.MaxRetries = -1 // a retry doubles the wait; the fallback is better
+	// One dial per probe: go-redis's default (5 dials 100ms apart) would
+	// hold the probing request for half a second during an outage.
+	opt.DialerRetries = 1
 	opt.ContextTimeoutEnabled = true
 	return &redisStore{
 		client:  redis.NewClient(opt),

@@ -194,6 +194,13 @@ func writeError(w http.ResponseWriter, status int, id string, retryAfter time.Du
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(strconv.Itoa(status) + " " + http.StatusText(status) + "\nrequest id: " + id + "\n"))
+	if h.Get("Connection") == "close" {
+		// net/http would otherwise read what is left of the request body
+		// before closing, waiting on a client that may never send it
+		// (a 413 for a declared length, say). The answer is flushed
+		// before that read, so failing it at once costs nothing.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 }
 
 func peerOf(remote string) netip.AddrPort {

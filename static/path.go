@@ -38,6 +38,7 @@ func cleanPath(escaped string) (clean string, dir, ok bool) {
 	var b strings.Builder
 	b.Grow(len(escaped))
 	rest := escaped[1:]
+	dir = strings.HasSuffix(escaped, "/")
 	for {
 		seg, more := rest, false
 		if i := strings.IndexByte(rest, '/'); i >= 0 {
@@ -48,7 +49,10 @@ func cleanPath(escaped string) (clean string, dir, ok bool) {
 			if !good {
 				return "", false, false
 			}
-			if d != "." {
+			if d == "." {
+				// "/a/." names the folder "/a/".
+				dir = dir || !more
+			} else {
 				b.WriteByte('/')
 				b.WriteString(d)
 			}
@@ -57,7 +61,6 @@ func cleanPath(escaped string) (clean string, dir, ok bool) {
 			break
 		}
 	}
-	dir = strings.HasSuffix(escaped, "/")
 	if dir || b.Len() == 0 {
 		b.WriteByte('/')
 	}

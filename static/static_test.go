@@ -41,13 +41,17 @@ type fixture struct {
 // writeFile writes name under dir, creating folders.
 func writeFile(t *testing.T, dir, name string, data []byte) {
 	t.Helper()
+	if err := writeFileErr(dir, name, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFileErr(dir, name string, data []byte) error {
 	p := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return os.WriteFile(p, data, 0o644)
 }
 
 // newFixture lays out a static root, a media root, an internal root and a

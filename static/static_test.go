@@ -87,10 +87,10 @@ func newFixture(t *testing.T, opts Options, tweak func(*fixture, []Config) []Con
 			t.Fatal(err)
 		}
 	}
-	must(os.Symlink(f.dir, filepath.Join(f.static, "escape")))                          // folder link out
+	must(os.Symlink(f.dir, filepath.Join(f.static, "escape")))                             // folder link out
 	must(os.Symlink(filepath.Join(f.dir, "secret.txt"), filepath.Join(f.static, "s.txt"))) // file link out
-	must(os.Symlink("/etc", filepath.Join(f.static, "etc")))                              // absolute link out
-	must(os.Symlink("css/site.css", filepath.Join(f.static, "inside.css")))               // link inside: fine
+	must(os.Symlink("/etc", filepath.Join(f.static, "etc")))                               // absolute link out
+	must(os.Symlink("css/site.css", filepath.Join(f.static, "inside.css")))                // link inside: fine
 	if _, err := CompressTree(t.Context(), filepath.Join(f.static, "css"), TreeOptions{}); err != nil {
 		t.Fatal(err)
 	}

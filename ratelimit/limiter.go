@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
@@ -53,6 +54,7 @@ type Limiter struct {
 // to the end, so a reload never mixes two configurations in one decision.
 type state struct {
 	cfg     Config
+	keyHdr  string   // identify.header in canonical form
 	plans   []string // plan names, indexed by keyEntry.plan
 	planIdx map[string]int
 	ip      *policy // nil: no IP limit
@@ -72,8 +74,12 @@ type policy struct {
 	// limits[plan+1] is the limit for a plan; limits[0] for keyless
 	// requests. A zero interval means the policy does not apply.
 	limits []policyParams
-	// policyHeader[plan+1] is the RateLimit-Policy item, precomputed.
+	// policyHeader[plan+1] is the RateLimit-Policy item, precomputed;
+	// policyValue[plan+1] the same as a header value, shared by every
+	// response (its capacity is its length, so an Add by a later handler
+	// copies rather than writes into it).
 	policyHeader []string
+	policyValue  [][]string
 	byIP         bool
 	counters     [][numResults]prometheus.Counter
 }
@@ -183,7 +189,7 @@ func (l *Limiter) compile(cfg Config, old *state) (*state, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	st := &state{cfg: cfg, planIdx: map[string]int{}}
+	st := &state{cfg: cfg, planIdx: map[string]int{}, keyHdr: textproto.CanonicalMIMEHeaderKey(cfg.Identify.Header)}
 	for name := range cfg.Plans {
 		st.plans = append(st.plans, name)
 	}
@@ -196,7 +202,7 @@ func (l *Limiter) compile(cfg Config, old *state) (*state, error) {
 		h := fnv.New64a()
 		h.Write([]byte(name))
 		p := &policy{name: name, id: h.Sum64(), byIP: byIP,
-			limits: make([]policyParams, np), policyHeader: make([]string, np)}
+			limits: make([]policyParams, np), policyHeader: make([]string, np), policyValue: make([][]string, np)}
 		return p
 	}
 	if !cfg.IP.Rate.IsZero() {
@@ -233,6 +239,7 @@ func (l *Limiter) compile(cfg Config, old *state) (*state, error) {
 				name = st.plans[i-1]
 			}
 			p.policyHeader[i] = policyItem(name, lp)
+			p.policyValue[i] = []string{p.policyHeader[i]}[:1:1]
 		}
 		l.metrics.bind(p, st.plans)
 	}
@@ -308,9 +315,9 @@ func (st *state) identify(r *http.Request) (identity, error) {
 	id := st.cfg.Identify
 	if st.keys != nil {
 		key, ok := "", false
-		if id.Header != "" {
-			if v := r.Header.Get(id.Header); v != "" {
-				key, ok = v, true
+		if st.keyHdr != "" {
+			if v := r.Header[st.keyHdr]; len(v) > 0 && v[0] != "" {
+				key, ok = v[0], true
 			}
 		}
 		if !ok && id.Query != "" {
@@ -352,33 +359,35 @@ type check struct {
 
 // collect appends the buckets a request is counted in.
 func (st *state) collect(cs []check, l *Limiter, r *http.Request, ip netip.Addr, id identity) []check {
-	add := func(p *policy, byIP bool) {
-		lp := p.limits[id.plan+1]
-		if lp.interval == 0 {
-			return
-		}
-		c := check{pol: p, params: lp}
-		if byIP || id.plan < 0 {
-			c.ip = ip
-			b := ip.As16()
-			c.hash = mix(maphash.Bytes(l.seed, b[:]), p.id)
-		} else {
-			c.sub = id.subject
-			c.hash = mix(maphash.String(l.seed, id.subject), p.id^0x5bd1e995)
-		}
-		cs = append(cs, c)
-	}
 	if id.plan >= 0 {
-		add(st.plan, false)
+		cs = st.plan.add(cs, l, false, ip, id)
 	} else if st.ip != nil && st.cfg.Identify.Keyless == "ip" {
-		add(st.ip, true)
+		cs = st.ip.add(cs, l, true, ip, id)
 	}
 	for _, ru := range st.rules {
 		if ru.matches(r) {
-			add(ru.pol, ru.pol.byIP)
+			cs = ru.pol.add(cs, l, ru.pol.byIP, ip, id)
 		}
 	}
 	return cs
+}
+
+// add appends the bucket of this policy for a request, if it applies.
+func (p *policy) add(cs []check, l *Limiter, byIP bool, ip netip.Addr, id identity) []check {
+	lp := p.limits[id.plan+1]
+	if lp.interval == 0 {
+		return cs
+	}
+	c := check{pol: p, params: lp}
+	if byIP || id.plan < 0 {
+		c.ip = ip
+		b := ip.As16()
+		c.hash = mix(maphash.Bytes(l.seed, b[:]), p.id)
+	} else {
+		c.sub = id.subject
+		c.hash = mix(maphash.String(l.seed, id.subject), p.id^0x5bd1e995)
+	}
+	return append(cs, c)
 }
 
 // mix combines a key hash with a policy id (the finaliser of SplitMix64),
@@ -401,6 +410,9 @@ func (st *state) maskIP(a netip.Addr) netip.Addr {
 	a = a.Unmap()
 	bits := st.cfg.IPv6Prefix
 	if a.Is4() {
+		if st.cfg.IPv4Prefix == 32 {
+			return a
+		}
 		bits = st.cfg.IPv4Prefix
 	}
 	p, err := a.WithZone("").Prefix(bits)

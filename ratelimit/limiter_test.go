@@ -212,7 +212,7 @@ func TestKeyless(t *testing.T) {
 		mode string
 		want []int
 	}{
-		{"ip", []int{200, 200, 429, 200}},  // c's own bucket
+		{"ip", []int{200, 200, 429, 200}},    // c's own bucket
 		{"allow", []int{200, 200, 200, 200}}, // no base limit
 		{"refuse", []int{401, 401, 401, 401}},
 	} {

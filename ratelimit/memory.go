@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 )
@@ -161,3 +162,5 @@ func (s *shard) remove(i int) {
 	}
 	s.slots = s.slots[:last]
 }
+
+func hashBytes(l *Limiter, b []byte) uint64 { return maphash.Bytes(l.seed, b) }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
@@ -157,8 +158,8 @@ func (l *Limiter) logDryRun(r *http.Request, info *reqinfo.Info, policy, plan st
 // again (until the next token when none remains).
 func setHeaders(h http.Header, cs []check, plan int) {
 	if len(cs) == 1 {
-		// The common case: the precomputed policy string, no joining.
-		h["Ratelimit-Policy"] = []string{cs[0].pol.policyHeader[plan+1]}
+		// The common case: the precomputed policy value, no allocation.
+		h["Ratelimit-Policy"] = cs[0].pol.policyValue[plan+1]
 	} else {
 		var b strings.Builder
 		for i := range cs {
@@ -169,8 +170,9 @@ func setHeaders(h http.Header, cs []check, plan int) {
 		}
 		h["Ratelimit-Policy"] = []string{b.String()}
 	}
-	var arr [128]byte
-	b := arr[:0]
+	// The RateLimit value and the slice holding it share one allocation.
+	hv := new(headerValue)
+	b := hv.buf[:0]
 	for i := range cs {
 		c := &cs[i]
 		if c.res.Remaining < 0 {
@@ -194,7 +196,19 @@ func setHeaders(h http.Header, cs []check, plan int) {
 		}
 		b = strconv.AppendInt(b, ceilSeconds(t), 10)
 	}
-	h["Ratelimit"] = []string{string(b)}
+	if len(b) <= len(hv.buf) {
+		// b is hv.buf, written once and never again: a string may alias it.
+		hv.s[0] = unsafe.String(unsafe.SliceData(b), len(b))
+	} else {
+		hv.s[0] = string(b)
+	}
+	h["Ratelimit"] = hv.s[:1:1]
+}
+
+// headerValue is one header value and its backing bytes in one object.
+type headerValue struct {
+	s   [1]string
+	buf [80]byte
 }
 
 func ceilSeconds(d time.Duration) int64 {

@@ -1,0 +1,225 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/internal/reqinfo"
+)
+
+// discardWriter is a ResponseWriter that keeps one header map, as a real
+// server's does per request.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+var noop = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+
+// addrs returns n distinct addresses: IPv4 from 10.0.0.0 up.
+func addrs(n int) []netip.Addr {
+	out := make([]netip.Addr, n)
+	for i := range out {
+		out[i] = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	}
+	return out
+}
+
+func benchLimiter(b *testing.B, extra string) *Limiter {
+	b.Helper()
+	cfg, err := parseConfig(b, "ratelimit:\n  ip: {rate: 1000000000/s, burst: 1000000}\n  max_keys: 2000000\n"+extra, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := New(cfg, Options{Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	return l
+}
+
+// BenchmarkAllowed is the cost the limiter adds to an allowed request:
+// Wrap's handler with a no-op next, the client address from reqinfo, with
+// 1 and 1,000,000 live buckets, with and without the RateLimit headers.
+func BenchmarkAllowed(b *testing.B) {
+	for _, keys := range []int{1, 1_000_000} {
+		for _, headers := range []string{"never", "always"} {
+			b.Run(fmt.Sprintf("keys=%d/headers=%s", keys, headers), func(b *testing.B) {
+				l := benchLimiter(b, "  headers: "+headers+"\n")
+				h := l.Wrap(noop)
+				ips := addrs(keys)
+				info := &reqinfo.Info{}
+				r := httptest.NewRequest("GET", "/api/items", nil)
+				r = r.WithContext(reqinfo.With(context.Background(), info))
+				w := &discardWriter{h: http.Header{}}
+				for _, ip := range ips { // warm: every bucket exists
+					info.ClientIP = ip
+					h.ServeHTTP(w, r)
+				}
+				i := 0
+				b.ReportAllocs()
+				for b.Loop() {
+					info.ClientIP = ips[i]
+					if i++; i == len(ips) {
+						i = 0
+					}
+					h.ServeHTTP(w, r)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkAllowedParallel is BenchmarkAllowed/keys=1000000 from every
+// CPU at once: the shards keep goroutines from queueing on one lock.
+func BenchmarkAllowedParallel(b *testing.B) {
+	l := benchLimiter(b, "  headers: never\n")
+	h := l.Wrap(noop)
+	ips := addrs(1 << 16)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		info := &reqinfo.Info{}
+		r := httptest.NewRequest("GET", "/", nil)
+		r = r.WithContext(reqinfo.With(context.Background(), info))
+		w := &discardWriter{h: http.Header{}}
+		i := 0
+		for pb.Next() {
+			info.ClientIP = ips[i&(1<<16-1)]
+			i += 7
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// BenchmarkAPIKey is an allowed request naming its plan by API key.
+func BenchmarkAPIKey(b *testing.B) {
+	dir := b.TempDir()
+	var sb strings.Builder
+	for i := range 10000 {
+		fmt.Fprintf(&sb, "\"key-%d\": {plan: pro, subject: s%d}\n", i, i)
+	}
+	keys := writeFile(b, dir, "keys.yaml", sb.String())
+	l := benchLimiter(b, "  headers: never\n  identify: {header: X-API-Key, keys_file: "+keys+"}\n  plans: {pro: {rate: 1000000000/s, burst: 1000000}}\n")
+	h := l.Wrap(noop)
+	r := request("GET", "/", "192.0.2.1", "X-API-Key", "key-4242")
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkMemoryPerKey reports the heap each bucket costs once 1,000,000
+// are live.
+func BenchmarkMemoryPerKey(b *testing.B) {
+	const n = 1_000_000
+	ips := addrs(n)
+	p := policyParams{interval: 1000, burst: 1 << 20}
+	var perKey float64
+	for b.Loop() {
+		before := heapInUse()
+		m := newMemoryStore(n)
+		l := &Limiter{seed: maphash.MakeSeed()}
+		for _, ip := range ips {
+			c := ip.As16()
+			m.take(mix(hashBytes(l, c[:]), 1), 1, p)
+		}
+		after := heapInUse()
+		perKey = float64(after-before) / float64(m.Len())
+		runtime.KeepAlive(m)
+	}
+	b.ReportMetric(perKey, "bytes/key")
+}
+
+// BenchmarkFlood sends 5,000,000 distinct addresses through a store
+// capped at 1,000,000 keys and reports the heap it holds afterwards (and
+// its peak, sampled every 100,000 requests).
+func BenchmarkFlood(b *testing.B) {
+	const flood, maxKeys = 5_000_000, 1_000_000
+	var peak, final, kept uint64
+	for b.Loop() {
+		base := heapInUse()
+		cfg, _ := parseConfig(b, "ratelimit:\n  ip: {rate: 1/h, burst: 10}\n  headers: never\n  max_keys: "+strconv.Itoa(maxKeys)+"\n", nil)
+		l, err := New(cfg, Options{Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := l.Wrap(noop)
+		info := &reqinfo.Info{}
+		r := httptest.NewRequest("GET", "/", nil)
+		r = r.WithContext(reqinfo.With(context.Background(), info))
+		w := &discardWriter{h: http.Header{}}
+		peak = 0
+		for i := range flood {
+			info.ClientIP = netip.AddrFrom4([4]byte{byte(11 + i>>24), byte(i >> 16), byte(i >> 8), byte(i)})
+			h.ServeHTTP(w, r)
+			if i%100_000 == 0 {
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapAlloc-base)
+			}
+		}
+		final = heapInUse() - base
+		kept = uint64(l.state.Load().mem.Len())
+		if kept > maxKeys {
+			b.Fatalf("store holds %d keys, cap %d", kept, maxKeys)
+		}
+		l.Close()
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
+	b.ReportMetric(float64(final)/(1<<20), "final-MiB")
+	b.ReportMetric(float64(kept), "keys")
+}
+
+// BenchmarkDecision is the limiter's own work for an allowed request, on
+// an explicit instant (as x/time/rate's AllowN takes one): identify,
+// collect the buckets, decide, count. BenchmarkAllowed adds time.Now,
+// reqinfo and the handler around it.
+func BenchmarkDecision(b *testing.B) {
+	for _, keys := range []int{1, 1_000_000} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			l := benchLimiter(b, "")
+			st := l.state.Load()
+			r := httptest.NewRequest("GET", "/api/items", nil)
+			ips := addrs(keys)
+			now := t0
+			var buf [maxChecks]check
+			for _, ip := range ips {
+				l.decide(r.Context(), st, st.collect(buf[:0], l, r, ip, identity{plan: -1}), now)
+			}
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				ip := ips[i]
+				if i++; i == len(ips) {
+					i = 0
+				}
+				id, _ := st.identify(r)
+				cs := st.collect(buf[:0], l, r, st.maskIP(ip), id)
+				ok := l.decide(r.Context(), st, cs, now)
+				l.count(cs, id.plan, ok, false)
+				if !ok {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
+}

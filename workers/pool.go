@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -175,7 +177,8 @@ func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 				return nil, fmt.Errorf("%w: retrying after %w: %w", backend.ErrBackendFailed, lastErr, err)
 			}
 		}
-		resp, err := p.send(out, m)
+		var sent atomic.Bool
+		resp, err := p.send(out, m, &sent)
 		if err == nil {
 			if info != nil {
 				info.Upstream = m.name
@@ -183,8 +186,12 @@ func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		var de *dialError
-		if errors.As(err, &de) && r.Context().Err() == nil {
+		if errors.As(err, &de) && !sent.Load() && r.Context().Err() == nil {
 			// Refused before a byte was sent: safe to try another backend.
+			// (A request written to a reused connection that then broke may
+			// be retried by http.Transport on a new one; if that dial is
+			// refused, sent stops us from taking the request - perhaps the
+			// one that crashed the worker - to a second backend.)
 			p.markDown(m, err)
 			if tried == nil {
 				tried = map[*member]bool{}
@@ -247,11 +254,13 @@ var errTimedOut = errors.New("timeout")
 
 // send makes one attempt on m, which acquire reserved. The slot is released
 // when the response body is closed (or at once on error).
-func (p *Pool) send(r *http.Request, m *member) (*http.Response, error) {
+func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Response, error) {
 	p.mu.Lock()
 	timeout := p.cfg.Timeout.D()
 	p.mu.Unlock()
-	ctx, cancel := context.WithCancelCause(r.Context())
+	ctx, cancel := context.WithCancelCause(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		WroteHeaders: func() { sent.Store(true) },
+	}))
 	timer := time.AfterFunc(timeout, func() { cancel(errTimedOut) })
 	out := r.WithContext(ctx)
 	u := *r.URL
@@ -394,8 +403,11 @@ func (p *Pool) acquire(ctx context.Context, tried map[*member]bool) (*member, ti
 // become free (a busy or booting member exists).
 func (p *Pool) pickLocked(tried map[*member]bool, now time.Time) (best *member, canWait bool) {
 	n := len(p.members)
+	// A supervised pool always gets its workers back (replaced, rebooted),
+	// so requests wait for them, unless workers are failing to boot.
+	canWait = p.sup != nil && p.bootErr == nil
 	if n == 0 {
-		return nil, p.sup != nil && p.bootErr == nil && !p.closed
+		return nil, canWait
 	}
 	p.rr++
 	limit := p.limitLocked()
@@ -453,7 +465,7 @@ func (p *Pool) release(m *member, ok bool) {
 		m.probing = false
 	}
 	p.wakeLocked(1)
-	if m.active == 0 && m.drained != nil && m.removed {
+	if m.active == 0 && m.drained != nil {
 		close(m.drained)
 		m.drained = nil
 	}
@@ -461,12 +473,12 @@ func (p *Pool) release(m *member, ok bool) {
 		close(p.allIdle)
 		p.allIdle = nil
 	}
-	w := m.w
+	w, removed := m.w, m.removed
 	p.mu.Unlock()
 	if w != nil && ok {
 		w.served()
 	}
-	if m.removed && m.idle != nil {
+	if removed && m.idle != nil {
 		m.idle()
 	}
 }

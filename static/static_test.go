@@ -665,7 +665,7 @@ func TestMemoryBounded(t *testing.T) {
 		writeFile(t, dir, "f/"+formatInt(i/100)+"/"+formatInt(i)+".css", body)
 	}
 	const limit = 2 << 20
-	srv, err := New([]Config{{URL: "/s/", Root: dir}}, Options{CacheBytes: limit, CacheEntries: 1000})
+	srv, err := New([]Config{{URL: "/s/", Root: dir}}, Options{CacheBytes: limit, CacheEntries: 1000, Levels: compress.Levels{Gzip: 1, Brotli: 1, Zstd: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,9 +175,23 @@ func (f *File) Decode(path string, dst any) Errors {
 		return nil
 	}
 	var errs Errors
-	decode(n, path, reflect.ValueOf(dst).Elem(), &errs)
+	d := &decoder{errs: &errs}
+	d.decode(n, path, reflect.ValueOf(dst).Elem())
 	return errs
 }
+
+// decoder bounds the work a file can cause: YAML aliases can nest and
+// refer to themselves ("billion laughs"), which a config never needs.
+type decoder struct {
+	errs    *Errors
+	aliases int
+	depth   int
+}
+
+const (
+	maxAliases = 100
+	maxDepth   = 64
+)
 
 func (f *File) lookup(path string) *yaml.Node {
 	n := f.root
@@ -218,10 +232,21 @@ func kindName(n *yaml.Node) string {
 	return fmt.Sprintf("%q", n.Value)
 }
 
-func decode(n *yaml.Node, path string, v reflect.Value, errs *Errors) {
+func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
+	errs := d.errs
 	if n.Kind == yaml.AliasNode {
+		if d.aliases++; d.aliases > maxAliases {
+			*errs = append(*errs, &Error{Path: path, Line: n.Line, Msg: "too many YAML aliases (*name); write the values out"})
+			return
+		}
 		n = n.Alias
 	}
+	if d.depth++; d.depth > maxDepth {
+		*errs = append(*errs, &Error{Path: path, Line: n.Line, Msg: "nested too deeply"})
+		d.depth--
+		return
+	}
+	defer func() { d.depth-- }()
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		v.SetZero()
 		return
@@ -234,7 +259,7 @@ func decode(n *yaml.Node, path string, v reflect.Value, errs *Errors) {
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
 		}
-		decode(n, path, v.Elem(), errs)
+		d.decode(n, path, v.Elem())
 		return
 	}
 	bad := func(want string) {
@@ -252,7 +277,7 @@ func decode(n *yaml.Node, path string, v reflect.Value, errs *Errors) {
 	}
 	switch v.Kind() {
 	case reflect.Struct:
-		decodeStruct(n, path, v, errs)
+		d.decodeStruct(n, path, v)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			bad("a mapping of names to values")
@@ -274,7 +299,7 @@ func decode(n *yaml.Node, path string, v reflect.Value, errs *Errors) {
 			if old := v.MapIndex(reflect.ValueOf(k).Convert(v.Type().Key())); old.IsValid() {
 				ev.Set(old)
 			}
-			decode(n.Content[i+1], kp, ev, errs)
+			d.decode(n.Content[i+1], kp, ev)
 			v.SetMapIndex(reflect.ValueOf(k).Convert(v.Type().Key()), ev)
 		}
 	case reflect.Slice:
@@ -284,7 +309,7 @@ func decode(n *yaml.Node, path string, v reflect.Value, errs *Errors) {
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, c := range n.Content {
-			decode(c, path+"["+strconv.Itoa(i)+"]", s.Index(i), errs)
+			d.decode(c, path+"["+strconv.Itoa(i)+"]", s.Index(i))
 		}
 		v.Set(s)
 	case reflect.String:
@@ -364,7 +389,8 @@ func fieldsOf(t reflect.Type) map[string][]int {
 	return out
 }
 
-func decodeStruct(n *yaml.Node, path string, v reflect.Value, errs *Errors) {
+func (d *decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
+	errs := d.errs
 	if n.Kind != yaml.MappingNode {
 		*errs = append(*errs, &Error{Path: path, Line: n.Line, Msg: fmt.Sprintf("want a mapping of keys, got %s", kindName(n))})
 		return
@@ -384,7 +410,7 @@ func decodeStruct(n *yaml.Node, path string, v reflect.Value, errs *Errors) {
 			continue
 		}
 		seen[key.Value] = true
-		decode(n.Content[i+1], kp, v.FieldByIndex(idx), errs)
+		d.decode(n.Content[i+1], kp, v.FieldByIndex(idx))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
@@ -212,6 +213,7 @@ func BenchmarkDecision(b *testing.B) {
 				if i++; i == len(ips) {
 					i = 0
 				}
+				now = now.Add(time.Microsecond)
 				id, _ := st.identify(r)
 				cs := st.collect(buf[:0], l, r, st.maskIP(ip), id)
 				ok := l.decide(r.Context(), st, cs, now)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -300,4 +301,68 @@ func TestMain(m *testing.M) {
 	// outage tests cause them on purpose.
 	logging.Disable()
 	os.Exit(m.Run())
+}
+
+// BenchmarkRedis is an allowed request against a real redis-server on
+// loopback. round-trips/op is counted by Redis itself (INFO commandstats:
+// calls of EVALSHA, EVAL and everything else sent by a client, which is
+// every command but those the script runs inside Redis) and is 1: the
+// script does the whole decision at once.
+func BenchmarkRedis(b *testing.B) {
+	rs := startRedis(b)
+	for _, rules := range []int{0, 2} {
+		b.Run(fmt.Sprintf("buckets=%d", rules+1), func(b *testing.B) {
+			extra := "  ip: {rate: 1000000000/s, burst: 1000000}\n  headers: never\n"
+			if rules > 0 {
+				extra += "  rules:\n    - {path: /api, rate: 1000000000/s, burst: 1000000}\n    - {name: daily, path: /api, rate: 1000000000/d, burst: 1000000}\n"
+			}
+			cfg, err := parseConfig(b, "ratelimit:\n  store: "+rs.url()+"\n"+extra, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l, err := New(cfg, Options{Logger: quietLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			h := l.Wrap(noop)
+			r := request("GET", "/api/x", "192.0.2.1")
+			w := &discardWriter{h: http.Header{}}
+			h.ServeHTTP(w, r) // load the script
+			c := rs.client()
+			processed := func() int64 {
+				info, err := c.Info(context.Background(), "commandstats").Result()
+				if err != nil {
+					b.Fatal(err)
+				}
+				var n int64
+				for _, line := range strings.Split(info, "\r\n") {
+					name, rest, ok := strings.Cut(line, ":calls=")
+					if !ok {
+						continue
+					}
+					switch name {
+					case "cmdstat_get", "cmdstat_set", "cmdstat_time":
+						continue // run by the script, inside Redis
+					}
+					calls, _, _ := strings.Cut(rest, ",")
+					v, _ := strconv.ParseInt(calls, 10, 64)
+					n += v
+				}
+				return n
+			}
+			before := processed()
+			n := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServeHTTP(w, r)
+				n++
+			}
+			after := processed()
+			b.ReportMetric(float64(after-before-1)/float64(n), "round-trips/op")
+			if l.state.Load().redis.down.Load() {
+				b.Fatal("redis marked down during the benchmark")
+			}
+		})
+	}
 }

@@ -92,6 +92,11 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(404, "text/plain", b"not found\n")
 
 
+class UnixHandler(Handler):
+    # TCP_NODELAY does not apply to Unix sockets (setsockopt fails).
+    disable_nagle_algorithm = False
+
+
 class UnixHTTPServer(ThreadingMixIn, UnixStreamServer):
     daemon_threads = True
 
@@ -105,7 +110,7 @@ def main():
     if sock:
         if os.path.exists(sock):
             os.unlink(sock)
-        srv = UnixHTTPServer(sock, Handler)
+        srv = UnixHTTPServer(sock, UnixHandler)
     else:
         port = int(os.environ.get("PORT", "8000"))
         ThreadingHTTPServer.daemon_threads = True

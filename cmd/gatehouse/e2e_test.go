@@ -1,0 +1,430 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run the real gatehouse binary, built once in TestMain, in
+// front of real Python processes (examples/hello/app.py), and talk to it
+// over loopback sockets.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gatehouse-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "gatehouse")
+	build := exec.Command("go", "build", "-race", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building gatehouse for the end-to-end tests:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listening on %s after 20s", addr)
+}
+
+// startPythonApp runs examples/hello/app.py on a free port.
+func startPythonApp(t *testing.T) (addr string, cmd *exec.Cmd) {
+	t.Helper()
+	port := freePort(t)
+	cmd = exec.Command("python3", "../../examples/hello/app.py")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	waitListening(t, addr)
+	return addr, cmd
+}
+
+// gatehouseProc is a running gatehouse binary.
+type gatehouseProc struct {
+	cmd   *exec.Cmd
+	url   string
+	admin string
+	cfg   string
+	log   *syncBuffer
+	done  chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startGatehouse writes config (with LISTEN and ADMIN replaced by free
+// ports) and runs gatehouse on it.
+func startGatehouse(t *testing.T, config string) *gatehouseProc {
+	t.Helper()
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	g := &gatehouseProc{url: "http://" + listen, admin: "http://" + admin, cfg: path, log: &syncBuffer{}, done: make(chan error, 1)}
+	g.write(t, config)
+	g.cmd = exec.Command(binary, "run", "-c", path)
+	g.cmd.Stdout = g.log
+	g.cmd.Stderr = g.log
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { g.done <- g.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = g.cmd.Process.Signal(syscall.SIGKILL)
+		<-g.done
+		if t.Failed() {
+			t.Logf("gatehouse log:\n%s", g.log.String())
+		}
+	})
+	waitListening(t, listen)
+	return g
+}
+
+func (g *gatehouseProc) write(t *testing.T, config string) {
+	t.Helper()
+	config = strings.ReplaceAll(config, "LISTEN", strings.TrimPrefix(g.url, "http://"))
+	config = strings.ReplaceAll(config, "ADMIN", strings.TrimPrefix(g.admin, "http://"))
+	if err := os.WriteFile(g.cfg, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// load sends requests from n goroutines until stop is closed and counts
+// the outcomes; every status other than 200 is a failure.
+type loadResult struct {
+	ok, failed atomic.Int64
+	wait       func()
+	mu         sync.Mutex
+	failures   []string
+}
+
+func runLoad(url string, n int, stop <-chan struct{}) *loadResult {
+	res := &loadResult{}
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for range n {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := client.Get(url)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, r.Body)
+					r.Body.Close()
+				}
+				if err != nil || r.StatusCode != 200 {
+					res.failed.Add(1)
+					res.mu.Lock()
+					if err != nil {
+						res.failures = append(res.failures, err.Error())
+					} else {
+						res.failures = append(res.failures, r.Status)
+					}
+					res.mu.Unlock()
+					continue
+				}
+				res.ok.Add(1)
+			}
+		})
+	}
+	go func() { <-stop; wg.Wait(); client.CloseIdleConnections() }()
+	res.wait = wg.Wait
+	return res
+}
+
+func (r *loadResult) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.failures
+	if len(f) > 5 {
+		f = f[:5]
+	}
+	return fmt.Sprintf("%d ok, %d failed %v", r.ok.Load(), r.failed.Load(), f)
+}
+
+func TestUpstreamKilledMidRun(t *testing.T) {
+	a, _ := startPythonApp(t)
+	b, _ := startPythonApp(t)
+	c, victim := startPythonApp(t)
+	g := startGatehouse(t, fmt.Sprintf(`
+server: {listen: "LISTEN"}
+app:
+  upstreams: [%q, %q, %q]
+  health_check: {path: /api/hello, interval: 200ms, timeout: 1s}
+admin: {listen: "ADMIN"}
+log: {access: false}
+`, a, b, c))
+	stop := make(chan struct{})
+	load := runLoad(g.url+"/api/hello", 8, stop)
+	time.Sleep(700 * time.Millisecond)
+	before := load.ok.Load()
+	_ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL)
+	killedAt := load.ok.Load() + load.failed.Load()
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	load.wait()
+	after := load.ok.Load() - before
+	t.Logf("load: %s; %d requests before the kill, %d succeeded after", load, killedAt, after)
+	// Only a request in flight on the killed upstream at that instant may
+	// fail; everything after goes to the others.
+	if f := load.failed.Load(); f > 8 {
+		t.Errorf("%d requests failed after one upstream was killed, want at most the 8 in flight: %s", f, load)
+	}
+	if after < 50 {
+		t.Errorf("only %d requests succeeded after the kill", after)
+	}
+	var st struct {
+		App struct {
+			Backends []struct{ Name, State string }
+		}
+	}
+	res, err := http.Get(g.admin + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	for _, be := range st.App.Backends {
+		if be.Name == c && be.State == "ready" {
+			t.Errorf("/status still shows the killed upstream %s as ready", c)
+		}
+	}
+}
+
+func TestReloadUnderLoadDropsNothing(t *testing.T) {
+	a, _ := startPythonApp(t)
+	b, _ := startPythonApp(t)
+	base := fmt.Sprintf(`
+server:
+  listen: "LISTEN"
+  headers: {X-Generation: "%%d"}
+app:
+  upstreams: [%q, %q]
+log: {access: false}
+`, a, b)
+	g := startGatehouse(t, fmt.Sprintf(base, 0))
+	stop := make(chan struct{})
+	load := runLoad(g.url+"/api/hello", 8, stop)
+	for gen := 1; gen <= 5; gen++ {
+		time.Sleep(300 * time.Millisecond)
+		g.write(t, fmt.Sprintf(base, gen))
+		if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A broken file on SIGHUP must leave the running config in place.
+	time.Sleep(300 * time.Millisecond)
+	g.write(t, "server:\n  listen: \"LISTEN\"\n  idle_timeout: soon\n")
+	_ = g.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	load.wait()
+	t.Logf("load during 5 reloads and one bad file: %s", load)
+	if load.failed.Load() != 0 || load.ok.Load() < 100 {
+		t.Errorf("reloads under load: %s, want no failures", load)
+	}
+	res, err := http.Get(g.url + "/api/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if got := res.Header.Get("X-Generation"); got != "5" {
+		t.Errorf("X-Generation = %q after reloads, want 5 (the last good file)", got)
+	}
+	if log := g.log.String(); !strings.Contains(log, `server.idle_timeout: \"soon\" is not a duration`) &&
+		!strings.Contains(log, `server.idle_timeout: "soon" is not a duration`) {
+		t.Errorf("the bad file's problem is not in the log:\n%s", log)
+	}
+}
+
+func TestSIGTERMDrainsSlowRequest(t *testing.T) {
+	a, _ := startPythonApp(t)
+	g := startGatehouse(t, fmt.Sprintf(`
+server: {listen: "LISTEN", shutdown_timeout: 10s}
+app: {upstreams: [%q]}
+`, a))
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	got := make(chan result, 1)
+	go func() {
+		res, err := http.Get(g.url + "/slow?ms=1500")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		got <- result{status: res.StatusCode, body: string(body)}
+	}()
+	time.Sleep(400 * time.Millisecond)
+	start := time.Now()
+	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// New connections are refused once draining starts.
+	time.Sleep(200 * time.Millisecond)
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(g.url, "http://"), time.Second); err == nil {
+		c.Close()
+		t.Errorf("gatehouse still accepts connections while draining")
+	}
+	r := <-got
+	if r.err != nil || r.status != 200 || !strings.Contains(r.body, "slept 1500 ms") {
+		t.Fatalf("in-flight request: %+v, want it completed", r)
+	}
+	select {
+	case err := <-g.done:
+		g.done <- err // for the cleanup
+		if err != nil {
+			t.Errorf("gatehouse exited with %v, want 0", err)
+		}
+		if d := time.Since(start); d < time.Second {
+			t.Errorf("gatehouse exited %v after SIGTERM, before the request finished", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("gatehouse did not exit after draining")
+	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("server:\n  listne: \":8080\"\n  max_body_bytes: lots\napp:\n  workers: 2\n"), 0o600)
+	out, err := exec.Command(binary, "validate", "-c", bad).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("validate of a bad file: %v, want exit code 2\n%s", err, out)
+	}
+	for _, want := range []string{
+		bad + `: server.listne: unknown key (did you mean "listen"?) (line 2)`,
+		bad + `: server.max_body_bytes: "lots" is not a size`,
+		bad + `: app: set exactly one of wsgi, command and upstreams (found 0) (line 4)`,
+		"3 problem(s)",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("validate output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = exec.Command(binary, "validate", "-c", "../../config.example.yaml").CombinedOutput()
+	if err != nil {
+		t.Errorf("validate config.example.yaml: %v\n%s", err, out)
+	}
+	out, _ = exec.Command(binary, "-h").CombinedOutput()
+	if !strings.Contains(string(out), "gatehouse run      -c FILE") {
+		t.Errorf("-h does not explain the commands:\n%s", out)
+	}
+}
+
+// TestExampleRuns starts config.example.yaml as the README says and fetches
+// the example app's page through it.
+func TestExampleRuns(t *testing.T) {
+	port, admin := freePort(t), freePort(t)
+	cmd := exec.Command(binary, "run", "-c", "config.example.yaml")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port), fmt.Sprintf("ADMIN_PORT=%d", admin))
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("gatehouse log:\n%s", logs.String())
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitListening(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(bufio.NewReader(res.Body))
+		res.Body.Close()
+		if res.StatusCode == 200 {
+			if !strings.Contains(string(body), "Hello from behind gatehouse") {
+				t.Errorf("page: %q", body)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // workers still booting: 503 from the queue is fine
+	}
+}

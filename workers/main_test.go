@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -121,6 +122,15 @@ func front(t *testing.T, p *Pool) *httptest.Server {
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 		r.ContentLength = int64(len(b))
 		info := &reqinfo.Info{ID: "t", Start: time.Now(), Host: r.Host}
+		// Tests play the front's trusted-proxy resolution with these.
+		if c := r.Header.Get("X-Test-Client"); c != "" {
+			info.ClientIP = netip.MustParseAddr(c)
+			r.Header.Del("X-Test-Client")
+		}
+		if r.Header.Get("X-Test-TLS") != "" {
+			info.TLS = true
+			r.Header.Del("X-Test-TLS")
+		}
 		rp.ServeHTTP(w, r.WithContext(reqinfo.With(r.Context(), info)))
 		if info.Upstream != "" {
 			w.Header().Set("X-Upstream", info.Upstream) // too late for the client; kept for symmetry

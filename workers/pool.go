@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -153,6 +155,11 @@ func (p *Pool) Start(ctx context.Context) error {
 // RoundTrip sends r to a backend; see the package doc for the errors.
 func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 	info := reqinfo.From(r.Context())
+	if info != nil && !info.Start.IsZero() && r.Header != nil && r.Header.Get("X-Request-Start") == "" {
+		// For APM tools (New Relic, Datadog, Scout): queue time as seen by
+		// the app is its own start minus this.
+		r.Header.Set("X-Request-Start", "t="+strconv.FormatInt(info.Start.UnixMicro(), 10))
+	}
 	var tried map[*member]bool
 	var lastErr error
 	for attempt := 0; ; attempt++ {
@@ -283,13 +290,18 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	}
 	if err != nil {
 		cancel(nil)
+		var de *dialError
+		if m.w != nil && r.Context().Err() == nil && !errors.As(err, &de) && connBroken(err) {
+			// A worker that broke a connection is most likely dying: stop
+			// sending to it before its slot frees, until its exit is reaped.
+			p.markDown(m, err)
+		}
 		p.release(m, false)
 		if r.Context().Err() != nil {
 			p.met.requests.WithLabelValues(m.label, "canceled").Inc()
 			return nil, fmt.Errorf("request to %s: %w", m.name, r.Context().Err())
 		}
 		p.met.requests.WithLabelValues(m.label, "failed").Inc()
-		var de *dialError
 		if errors.As(err, &de) {
 			return nil, fmt.Errorf("%s: %w: %w", m.name, backend.ErrBackendFailed, de)
 		}
@@ -507,6 +519,12 @@ func (p *Pool) markDown(m *member, err error) {
 	was := m.state
 	m.state = stateDown
 	p.mu.Unlock()
+	// Requests queued meanwhile get another look once the probe is due.
+	time.AfterFunc(backoff, func() {
+		p.mu.Lock()
+		p.wakeLocked(p.waiters.Len())
+		p.mu.Unlock()
+	})
 	if was != stateDown {
 		p.met.healthy.WithLabelValues(m.label).Set(0)
 		p.log.Warn("backend taken out", "upstream", m.name, "retry_in", backoff, "error", err)
@@ -686,4 +704,11 @@ func jitter(n int) int {
 		return 0
 	}
 	return rand.IntN(n + 1)
+}
+
+// connBroken reports whether err is the connection itself failing (the
+// peer gone), rather than a bad answer on a working connection.
+func connBroken(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }

@@ -263,12 +263,20 @@ func load(t *testing.T, url string, n int, stop chan struct{}) (wait func() (okN
 					return
 				default:
 				}
-				code, body, err := get(c, url)
-				if code == 200 {
+				resp, err := c.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err == nil && resp.StatusCode == 200 {
 					okc.Add(1)
 				} else {
 					failc.Add(1)
-					t.Logf("failed: %d %q %v", code, body, err)
+					if err == nil {
+						t.Logf("failed: %s: %s", resp.Status, resp.Header.Get("X-Error"))
+					} else {
+						t.Logf("failed: %v", err)
+					}
 				}
 			}
 		})

@@ -32,7 +32,8 @@ type Options struct {
 	// Registerer receives the static metrics; nil means none.
 	Registerer prometheus.Registerer
 	// CacheBytes bounds the memory held for file contents and their
-	// encoded variants, all mounts together. Default 64 MiB.
+	// encoded variants, all mounts together. Default 32 MiB (the Go heap
+	// can take up to twice that before the collector returns it).
 	CacheBytes int64
 	// CacheEntries bounds the number of files the cache knows. Default 10000.
 	CacheEntries int
@@ -52,7 +53,7 @@ func (o *Options) defaults() {
 		o.Logger = slog.Default()
 	}
 	if o.CacheBytes == 0 {
-		o.CacheBytes = 64 << 20
+		o.CacheBytes = 32 << 20
 	}
 	if o.CacheEntries == 0 {
 		o.CacheEntries = 10000
@@ -187,10 +188,12 @@ func (s *Server) Match(path string) (http.Handler, bool) {
 // path such as /protected/report.pdf, escaped, an optional query ignored)
 // from an internal mount, answering r with all the usual headers,
 // conditionals and ranges. It returns false, writing nothing, when target
-// is under no internal mount: the front then answers an error. Headers the
+// is under no internal mount: the front then answers an error. Any method
+// but HEAD is served as GET (nginx does the same). Headers the
 // front copied from the app response into w (Content-Disposition,
 // Set-Cookie) are kept; the file's own Content-Type and caching headers win.
 func (s *Server) ServeInternal(w http.ResponseWriter, r *http.Request, target string) bool {
+	r = asGet(r)
 	clean, dir, ok := cleanPath(target)
 	for _, m := range s.internal {
 		u := m.cfg.URL
@@ -221,6 +224,7 @@ func (s *Server) ServeInternal(w http.ResponseWriter, r *http.Request, target st
 // path) when it lies under the root of an internal mount, else returns
 // false without writing.
 func (s *Server) ServeSendfile(w http.ResponseWriter, r *http.Request, file string) bool {
+	r = asGet(r)
 	if !filepath.IsAbs(file) {
 		return false
 	}
@@ -244,6 +248,18 @@ func (s *Server) ServeSendfile(w http.ResponseWriter, r *http.Request, file stri
 		return true
 	}
 	return false
+}
+
+// asGet turns the app request (a POST to a download view, say) into the GET
+// of the file it named, as nginx does for X-Accel-Redirect; HEAD stays HEAD.
+// Conditional and Range headers are kept: they are the client's.
+func asGet(r *http.Request) *http.Request {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return r
+	}
+	g := r.WithContext(r.Context())
+	g.Method = http.MethodGet
+	return g
 }
 
 // escapeSegments escapes the bytes cleanPath would refuse raw, so a file

@@ -572,6 +572,10 @@ func TestXAccelRedirect(t *testing.T) {
 	if resp.StatusCode != 304 {
 		t.Errorf("accel INM: %d", resp.StatusCode)
 	}
+	// A POST to the app that answers with X-Accel-Redirect gets the file.
+	if resp, body := f.do(t, "POST", "/app/download?accel=/protected/report.pdf", nil); resp.StatusCode != 200 || string(body) != "%PDF-1.7 private report" {
+		t.Errorf("accel after POST: %d %q", resp.StatusCode, body)
+	}
 	// Index of a folder in an internal mount.
 	if resp, body := f.do(t, "GET", "/app/x?accel=/protected/docs/", nil); resp.StatusCode != 200 || string(body) != "<h1>docs</h1>" {
 		t.Errorf("accel index: %d %q", resp.StatusCode, body)

@@ -126,7 +126,6 @@ if [ $HAVE_CADDY = 1 ]; then
 {
 	admin off
 	auto_https off
-	persist_config off
 }
 http://127.0.0.1:$CD_PORT {
 	root * $ROOT
@@ -141,7 +140,7 @@ fi
 
 wait_up() {
 	for _ in $(seq 100); do curl -fso /dev/null "http://127.0.0.1:$1/static/small.css" && return 0; sleep 0.1; done
-	echo "server on port $1 did not come up"; exit 1
+	echo "server on port $1 did not come up"; cat "$WORK"/nginx/logs/error.log "$WORK"/caddy.log 2>/dev/null | tail -20; exit 1
 }
 wait_up $GH_PORT; wait_up $NG_PORT
 SERVERS="gatehouse:$GH_PORT nginx:$NG_PORT"

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -26,6 +27,8 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8081", "listen address")
 	root := flag.String("root", "", "folder served at /static/")
 	tree := flag.String("compress", "", "write precompressed siblings under this folder and exit")
+	maxMem := flag.Int64("max-in-memory", 0, "static.Options.MaxInMemory (0: default)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until SIGTERM")
 	flag.Parse()
 	if *tree != "" {
 		st, err := static.CompressTree(context.Background(), *tree, static.TreeOptions{})
@@ -35,7 +38,7 @@ func main() {
 		}
 		return
 	}
-	srv, err := static.New([]static.Config{{URL: "/static/", Root: *root}}, static.Options{})
+	srv, err := static.New([]static.Config{{URL: "/static/", Root: *root}}, static.Options{MaxInMemory: *maxMem})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -52,6 +55,14 @@ func main() {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       75 * time.Second,
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	go func() {
 		c := make(chan os.Signal, 1)
 		signal.Notify(c, syscall.SIGTERM, syscall.SIGINT)
@@ -59,6 +70,6 @@ func main() {
 		hs.Close()
 	}()
 	if err := hs.ListenAndServe(); err != http.ErrServerClosed {
-		log.Fatal(err)
+		log.Print(err)
 	}
 }

@@ -122,7 +122,6 @@ type guardConn struct {
 	trailerN  int   // bytes of trailer section seen
 	mu        sync.Mutex
 	tunnel    bool
-	rbuf      []byte
 }
 
 // Tunnel switches the connection to pass-through after a successful
@@ -160,9 +159,11 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	if tunnel && len(c.head) > 0 {
 		// Bytes that arrived right behind the upgrade request belong to
 		// the new protocol.
-		c.out = append(c.out[:0], c.out[c.outOff:]...)
-		c.out = append(c.out, c.head...)
-		c.outOff, c.head = 0, nil
+		rest := append([]byte(nil), c.out[c.outOff:]...)
+		rest = append(rest, c.head...)
+		c.releaseOut()
+		c.releaseHead()
+		c.emit(rest)
 	}
 	c.mu.Unlock()
 	for {
@@ -170,7 +171,7 @@ func (c *guardConn) Read(p []byte) (int, error) {
 			n := copy(p, c.out[c.outOff:])
 			c.outOff += n
 			if c.outOff == len(c.out) {
-				c.out, c.outOff = c.out[:0], 0
+				c.releaseOut()
 			}
 			return n, nil
 		}
@@ -204,12 +205,15 @@ func (c *guardConn) Read(p []byte) (int, error) {
 			}
 			return n, err
 		}
-		if c.rbuf == nil {
-			c.rbuf = make([]byte, 4096)
-		}
-		n, err := c.Conn.Read(c.rbuf)
+		// Read into the caller's buffer and parse there; what is valid
+		// is copied out, so that an idle connection holds no buffer of
+		// its own (10,000 keep-alive clients cost no 40 MB here).
+		n, err := c.Conn.Read(p)
 		if n > 0 {
-			c.feed(c.rbuf[:n])
+			c.feed(p[:n])
+			if len(c.head) == 0 {
+				c.releaseHead()
+			}
 			continue
 		}
 		if err == nil {
@@ -245,13 +249,13 @@ func (c *guardConn) feed(b []byte) {
 				return
 			}
 			if end < 0 {
-				c.head = append(c.head, b...)
+				c.hold(b)
 				if len(c.head) > c.g.maxHeaderBytes {
 					c.reject(c.tooLarge())
 				}
 				return
 			}
-			c.head = append(c.head, b[:end]...)
+			c.hold(b[:end])
 			b = b[end:]
 			if len(c.head) > c.g.maxHeaderBytes {
 				c.reject(c.tooLarge())
@@ -262,7 +266,7 @@ func (c *guardConn) feed(b []byte) {
 				c.reject(err)
 				return
 			}
-			c.out = append(c.out, c.head...)
+			c.emit(c.head)
 			c.head = c.head[:0]
 			switch {
 			case f.chunked:
@@ -271,7 +275,7 @@ func (c *guardConn) feed(b []byte) {
 				c.state, c.remaining = stBodyLength, f.length
 				// Hand the rest to the fast path once these bytes are out.
 				n := min(int64(len(b)), c.remaining)
-				c.out = append(c.out, b[:n]...)
+				c.emit(b[:n])
 				c.remaining -= n
 				b = b[n:]
 				if c.remaining == 0 {
@@ -280,7 +284,7 @@ func (c *guardConn) feed(b []byte) {
 			}
 		case stBodyLength:
 			n := min(int64(len(b)), c.remaining)
-			c.out = append(c.out, b[:n]...)
+			c.emit(b[:n])
 			c.remaining -= n
 			b = b[n:]
 			if c.remaining == 0 {
@@ -289,13 +293,13 @@ func (c *guardConn) feed(b []byte) {
 		case stChunkSize, stTrailer:
 			i := bytes.IndexByte(b, '\n')
 			if i < 0 {
-				c.head = append(c.head, b...)
+				c.hold(b)
 				if len(c.head) > maxChunkLine {
 					c.failBody("chunk_line_too_long")
 				}
 				return
 			}
-			c.head = append(c.head, b[:i+1]...)
+			c.hold(b[:i+1])
 			b = b[i+1:]
 			line := c.head
 			c.head = c.head[:0]
@@ -305,7 +309,7 @@ func (c *guardConn) feed(b []byte) {
 					c.failBody("bad_chunk_size")
 					return
 				}
-				c.out = append(c.out, line...)
+				c.emit(line)
 				if size == 0 {
 					c.state, c.trailerN = stTrailer, 0
 				} else {
@@ -319,7 +323,7 @@ func (c *guardConn) feed(b []byte) {
 				c.failBody("trailer_too_large")
 				return
 			}
-			c.out = append(c.out, line...)
+			c.emit(line)
 			if isEmptyLine(line) {
 				c.state = stHead
 				continue
@@ -330,7 +334,7 @@ func (c *guardConn) feed(b []byte) {
 			}
 		case stChunkData:
 			n := min(int64(len(b)), c.remaining)
-			c.out = append(c.out, b[:n]...)
+			c.emit(b[:n])
 			c.remaining -= n
 			b = b[n:]
 			if c.remaining == 0 {
@@ -339,12 +343,12 @@ func (c *guardConn) feed(b []byte) {
 			}
 		case stChunkDataEnd:
 			// Exactly CRLF (or a bare LF) must follow chunk data.
-			c.head = append(c.head, b[0])
+			c.hold(b[:1])
 			b = b[1:]
 			switch string(c.head) {
 			case "\r":
 			case "\r\n", "\n":
-				c.out = append(c.out, c.head...)
+				c.emit(c.head)
 				c.head = c.head[:0]
 				c.state = stChunkSize
 			default:
@@ -364,14 +368,48 @@ func (c *guardConn) tooLarge() *FramingError {
 	return &FramingError{http.StatusRequestHeaderFieldsTooLarge, "header_too_large"}
 }
 
-func (c *guardConn) reject(e *FramingError) {
+// Buffers for held-back heads and validated bytes come from a pool and go
+// back as soon as they are empty.
+var guardBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (c *guardConn) emit(b []byte) {
+	if c.out == nil {
+		c.out = (*guardBufs.Get().(*[]byte))[:0]
+	}
+	c.out = append(c.out, b...)
+}
+
+func (c *guardConn) hold(b []byte) {
+	if c.head == nil {
+		c.head = (*guardBufs.Get().(*[]byte))[:0]
+	}
+	c.head = append(c.head, b...)
+}
+
+func (c *guardConn) releaseOut() {
+	if c.out != nil && cap(c.out) <= 64<<10 {
+		b := c.out[:0]
+		guardBufs.Put(&b)
+	}
+	c.out, c.outOff = nil, 0
+}
+
+func (c *guardConn) releaseHead() {
+	if c.head != nil && cap(c.head) <= 64<<10 {
+		b := c.head[:0]
+		guardBufs.Put(&b)
+	}
 	c.head = nil
-	c.out = append(c.out, c.g.poison(e)...)
+}
+
+func (c *guardConn) reject(e *FramingError) {
+	c.releaseHead()
+	c.emit(c.g.poison(e))
 	c.poisoned = true
 }
 
 func (c *guardConn) failBody(reason string) {
-	c.head = nil
+	c.releaseHead()
 	c.bodyErr = &FramingError{Status: http.StatusBadRequest, Reason: reason}
 }
 

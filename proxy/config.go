@@ -212,6 +212,9 @@ type AdminConfig struct {
 	// Default 127.0.0.1:9180. It has no authentication: keep it on
 	// loopback or a private network.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the admin
+	// listener, for diagnosing CPU or memory use. Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Defaults fills zero fields.

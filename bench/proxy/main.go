@@ -1,0 +1,400 @@
+// Command proxy measures gatehouse's forwarding overhead against nginx's
+// proxy_pass, in one run on one machine:
+//
+//   - the same small response fetched directly from a backend, through
+//     gatehouse (app.upstreams), and through nginx (upstream keepalive);
+//     wrk, 3 interleaved rounds per target, medians reported, with ratios;
+//   - gatehouse's resident memory idle and holding 10,000 idle keep-alive
+//     client connections (nginx's too, for scale).
+//
+// Run from the repository root (needs Debian's nginx-light and wrk):
+//
+//	go run ./bench/proxy                 # prints a Markdown report
+//	go run ./bench/proxy -duration 10s -out bench/results/proxy.md
+//
+// Everything listens on 127.0.0.1 and is stopped at the end.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+var (
+	duration = flag.Duration("duration", 5*time.Second, "length of one wrk run")
+	rounds   = flag.Int("rounds", 3, "interleaved rounds per target (the median is reported)")
+	conns    = flag.Int("connections", 64, "wrk connections")
+	idle     = flag.Int("idle", 10000, "idle keep-alive connections for the memory test")
+	out      = flag.String("out", "", "also write the report to this file")
+	backend  = flag.String("backend", "", "internal: run as the backend on this address")
+)
+
+func main() {
+	flag.Parse()
+	if *backend != "" {
+		runBackend(*backend)
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/proxy:", err)
+		os.Exit(1)
+	}
+}
+
+// runBackend serves a small fixed response, like a tiny JSON API.
+func runBackend(addr string) {
+	body := []byte(`{"status":"ok","message":"hello from the backend","items":[1,2,3,4,5]}` + "\n")
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
+	})
+	srv := &http.Server{Addr: addr, Handler: h}
+	if err := srv.ListenAndServe(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+}
+
+func (p *proc) stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func start(name string, args []string, env ...string) (*proc, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	return &proc{name: name, cmd: cmd}, nil
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		res, err := http.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200 within 15s", url)
+}
+
+func run() error {
+	for _, tool := range []string{"wrk", "nginx"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
+				return fmt.Errorf("%s is not installed: apt-get install -y nginx-light wrk", tool)
+			}
+		}
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	self, _ := os.Executable()
+	gh := filepath.Join(dir, "gatehouse")
+	build := exec.Command("go", "build", "-o", gh, "./cmd/gatehouse")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building gatehouse (run from the repository root): %w", err)
+	}
+
+	backAddr, ghAddr, ngAddr := freeAddr(), freeAddr(), freeAddr()
+	be, err := start("backend", []string{self, "-backend", backAddr}, "GOMAXPROCS=1")
+	if err != nil {
+		return err
+	}
+	defer be.stop()
+
+	ghConf := filepath.Join(dir, "gatehouse.yaml")
+	_ = os.WriteFile(ghConf, []byte(fmt.Sprintf(`server:
+  listen: %q
+app:
+  upstreams: [%q]
+  queue: 4096
+log: {level: warn, access: false}
+`, ghAddr, backAddr)), 0o600)
+	g, err := start("gatehouse", []string{gh, "run", "-c", ghConf})
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+
+	ngConf := filepath.Join(dir, "nginx.conf")
+	_ = os.MkdirAll(filepath.Join(dir, "nginx"), 0o755)
+	_ = os.WriteFile(ngConf, []byte(fmt.Sprintf(`worker_processes auto;
+pid %s/nginx.pid;
+error_log stderr error;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path %s/nginx;
+  proxy_temp_path %s/nginx;
+  upstream app { server %s; keepalive 64; }
+  server {
+    listen %s;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Real-IP $remote_addr;
+    }
+  }
+}
+`, dir, dir, dir, backAddr, ngAddr)), 0o600)
+	ng, err := start("nginx", []string{"nginx", "-c", ngConf, "-p", dir, "-g", "daemon off;"})
+	if err != nil {
+		return err
+	}
+	defer ng.stop()
+
+	targets := []struct{ name, url string }{
+		{"direct", "http://" + backAddr + "/"},
+		{"nginx", "http://" + ngAddr + "/"},
+		{"gatehouse", "http://" + ghAddr + "/"},
+	}
+	for _, t := range targets {
+		if err := waitHTTP(t.url); err != nil {
+			return err
+		}
+	}
+
+	results := map[string][]wrkResult{}
+	for _, t := range targets { // warm-up
+		if _, err := runWrk(t.url, time.Second); err != nil {
+			return err
+		}
+	}
+	for r := range *rounds {
+		for _, t := range targets {
+			res, err := runWrk(t.url, *duration)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "round %d %-9s %8.0f req/s  p50 %v  p99 %v\n", r+1, t.name, res.rps, res.p50, res.p99)
+			results[t.name] = append(results[t.name], res)
+		}
+	}
+
+	ghIdle, _ := rssKiB(g.cmd.Process.Pid)
+	ngIdle, _ := treeRSS(ng.cmd.Process.Pid)
+	ghHeld, err := holdIdle(ghAddr, *idle, func() (int, error) { return rssKiB(g.cmd.Process.Pid) })
+	if err != nil {
+		return err
+	}
+	ngHeld, err := holdIdle(ngAddr, *idle, func() (int, error) { return treeRSS(ng.cmd.Process.Pid) })
+	if err != nil {
+		return err
+	}
+
+	report := formatReport(results, ghIdle, ghHeld, ngIdle, ngHeld)
+	fmt.Print(report)
+	if *out != "" {
+		return os.WriteFile(*out, []byte(report), 0o644)
+	}
+	return nil
+}
+
+type wrkResult struct {
+	rps           float64
+	p50, p90, p99 time.Duration
+}
+
+var (
+	rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	latRe = regexp.MustCompile(`(?m)^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)`)
+)
+
+func runWrk(url string, d time.Duration) (wrkResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "wrk", "-t2", "-c"+strconv.Itoa(*conns), "-d"+d.String(), "--latency", url).CombinedOutput()
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk %s: %w\n%s", url, err, out)
+	}
+	var r wrkResult
+	m := rpsRe.FindSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("wrk output without Requests/sec:\n%s", out)
+	}
+	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
+		return r, fmt.Errorf("wrk saw errors against %s:\n%s", url, out)
+	}
+	for _, l := range latRe.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(l[2]), 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(l[3])]
+		d := time.Duration(v * float64(unit))
+		switch string(l[1]) {
+		case "50":
+			r.p50 = d
+		case "90":
+			r.p90 = d
+		case "99":
+			r.p99 = d
+		}
+	}
+	return r, nil
+}
+
+func median(rs []wrkResult) wrkResult {
+	pick := func(f func(wrkResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return wrkResult{
+		rps: pick(func(r wrkResult) float64 { return r.rps }),
+		p50: time.Duration(pick(func(r wrkResult) float64 { return float64(r.p50) })),
+		p90: time.Duration(pick(func(r wrkResult) float64 { return float64(r.p90) })),
+		p99: time.Duration(pick(func(r wrkResult) float64 { return float64(r.p99) })),
+	}
+}
+
+// holdIdle opens n connections, sends one keep-alive request on each,
+// reads the answer, and measures memory while they sit idle.
+func holdIdle(addr string, n int, measure func() (int, error)) (int, error) {
+	var cs []net.Conn
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+	for i := range n {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return 0, fmt.Errorf("opening idle connection %d to %s: %w", i, addr, err)
+		}
+		cs = append(cs, c)
+		if _, err := c.Write(req); err != nil {
+			return 0, err
+		}
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return 0, fmt.Errorf("idle connection %d: %w", i, err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	runtime.GC()
+	time.Sleep(2 * time.Second)
+	return measure()
+}
+
+func rssKiB(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for %d", pid)
+}
+
+// treeRSS adds up the RSS of pid and its children (nginx's workers).
+func treeRSS(pid int) (int, error) {
+	total, err := rssKiB(pid)
+	if err != nil {
+		return 0, err
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for _, f := range strings.Fields(string(b)) {
+		c, _ := strconv.Atoi(f)
+		if r, err := rssKiB(c); err == nil {
+			total += r
+		}
+	}
+	return total, nil
+}
+
+func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int) string {
+	d, n, g := median(res["direct"]), median(res["nginx"]), median(res["gatehouse"])
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "## Forwarding overhead: gatehouse vs nginx proxy_pass\n\n")
+	fmt.Fprintf(&b, "%s, %s, %d CPUs, Go %s; wrk -t2 -c%d, %d rounds of %v, medians; nginx %s with upstream keepalive 64.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version(), *conns, *rounds, *duration, nginxVersion())
+	fmt.Fprintf(&b, "| target | req/s | p50 | p90 | p99 | added p99 |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, row := range []struct {
+		name string
+		r    wrkResult
+	}{{"backend direct", d}, {"nginx", n}, {"gatehouse", g}} {
+		added := "-"
+		if row.name != "backend direct" {
+			added = (row.r.p99 - d.p99).String()
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %v | %v | %v | %s |\n", row.name, row.r.rps, row.r.p50, row.r.p90, row.r.p99, added)
+	}
+	fmt.Fprintf(&b, "\n- throughput gatehouse / nginx: **%.2fx** (target >= 0.9x)\n", g.rps/n.rps)
+	fmt.Fprintf(&b, "- added p99 gatehouse / nginx: %v vs %v (target: no worse)\n", g.p99-d.p99, n.p99-d.p99)
+	fmt.Fprintf(&b, "\n| memory (RSS) | idle | %d idle keep-alive connections |\n|---|---:|---:|\n", *idle)
+	fmt.Fprintf(&b, "| gatehouse | %.1f MiB | %.1f MiB |\n", float64(ghIdle)/1024, float64(ghHeld)/1024)
+	fmt.Fprintf(&b, "| nginx (master + workers) | %.1f MiB | %.1f MiB |\n", float64(ngIdle)/1024, float64(ngHeld)/1024)
+	fmt.Fprintf(&b, "\nTargets: gatehouse under 30 MiB idle, under 150 MiB with 10,000 connections.\n")
+	return b.String()
+}
+
+func nginxVersion() string {
+	out, _ := exec.Command("nginx", "-v").CombinedOutput()
+	return strings.TrimSpace(strings.TrimPrefix(string(out), "nginx version: "))
+}

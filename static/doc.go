@@ -30,8 +30,8 @@
 // out of the root is refused by the kernel-side walk, not by string checks.
 //
 // An open-file cache (bounded in bytes and entries, LRU) keeps each file's
-// metadata, its prepared headers and, for files up to Options.MaxInMemory,
-// its bytes; a cached file is stat'ed again after Options.Recheck to notice
+// metadata, its prepared headers and, for files up to Options.Cache.MaxFile,
+// its bytes; a cached file is stat'ed again after Options.Cache.Recheck to notice
 // changes. Larger files are sent with sendfile.
 //
 // Compressible types are offered as br, zstd and gzip: a precompressed

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse/gatehouse/internal/compress"
+	"github.com/gatehouse/gatehouse/internal/conf"
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
@@ -31,39 +32,66 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the static metrics; nil means none.
 	Registerer prometheus.Registerer
-	// CacheBytes bounds the memory held for file contents and their
-	// encoded variants, all mounts together. Default 32 MiB (the Go heap
-	// can take up to twice that before the collector returns it).
-	CacheBytes int64
-	// CacheEntries bounds the number of files the cache knows. Default 10000.
-	CacheEntries int
-	// MaxInMemory is the largest file kept in memory; bigger files are
-	// sent from disk with sendfile. Default 256 KiB.
-	MaxInMemory int64
-	// Recheck is how long a cached file is trusted before it is stat'ed
-	// again to notice changes (nginx's open_file_cache_valid). Default 1s.
-	Recheck time.Duration
+	// Cache bounds the open-file cache; zero fields take its defaults.
+	Cache CacheConfig
 	// Levels are the compression levels for variants made once and
 	// cached. Default compress.Max (brotli 11, gzip 9, zstd 4).
 	Levels compress.Levels
+}
+
+// CacheConfig is the open-file cache shared by all mounts. It has yaml tags
+// so the front can expose it (e.g. as server.static_cache).
+type CacheConfig struct {
+	// Memory bounds the bytes held for file contents and their encoded
+	// variants. Default 32MiB (the Go heap may take up to twice that before
+	// the collector returns it).
+	Memory conf.Size `yaml:"memory"`
+	// Entries bounds the number of files the cache knows. Default 10000.
+	Entries int `yaml:"entries"`
+	// MaxFile is the largest file kept in memory; bigger files are sent
+	// from disk with sendfile. Default 256KiB.
+	MaxFile conf.Size `yaml:"max_file"`
+	// Recheck is how long a cached file is trusted before it is stat'ed
+	// again to notice changes (nginx's open_file_cache_valid). Default 1s.
+	Recheck conf.Duration `yaml:"recheck"`
+}
+
+// Defaults fills zero fields with the documented defaults.
+func (c *CacheConfig) Defaults() {
+	if c.Memory == 0 {
+		c.Memory = 32 << 20
+	}
+	if c.Entries == 0 {
+		c.Entries = 10000
+	}
+	if c.MaxFile == 0 {
+		c.MaxFile = 256 << 10
+	}
+	if c.Recheck == 0 {
+		c.Recheck = conf.Duration(time.Second)
+	}
+}
+
+// Validate checks the bounds; paths are relative to the section.
+func (c *CacheConfig) Validate() error {
+	var errs conf.Errors
+	if c.Memory < 0 {
+		errs.Add("memory", "must not be negative")
+	}
+	if c.Entries < 1 {
+		errs.Add("entries", "must be at least 1")
+	}
+	if c.MaxFile < 0 || c.MaxFile > c.Memory {
+		errs.Add("max_file", "must be between 0 and memory (%s)", c.Memory)
+	}
+	return errs.Err()
 }
 
 func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.CacheBytes == 0 {
-		o.CacheBytes = 32 << 20
-	}
-	if o.CacheEntries == 0 {
-		o.CacheEntries = 10000
-	}
-	if o.MaxInMemory == 0 {
-		o.MaxInMemory = 256 << 10
-	}
-	if o.Recheck == 0 {
-		o.Recheck = time.Second
-	}
+	o.Cache.Defaults()
 	if o.Levels == (compress.Levels{}) {
 		o.Levels = compress.Max
 	}
@@ -103,11 +131,14 @@ type mount struct {
 func New(mounts []Config, opts Options) (*Server, error) {
 	opts.defaults()
 	s := &Server{opts: opts, log: opts.Logger.With("component", "static"),
-		cache: newCache(opts.CacheBytes, opts.CacheEntries)}
+		cache: newCache(int64(opts.Cache.Memory), opts.Cache.Entries)}
 	for i := range mounts {
 		mounts[i].Defaults()
 	}
 	if err := ValidateMounts(mounts); err != nil {
+		return nil, err
+	}
+	if err := opts.Cache.Validate(); err != nil {
 		return nil, err
 	}
 	s.metrics = newMetrics(opts.Registerer)
@@ -374,7 +405,7 @@ func (m *mount) lookup(rel string) (*entry, error) {
 	m.checkManifest(now)
 	if e := c.get(cacheKey{m, rel}); e != nil {
 		last := e.checked.Load()
-		if now.UnixNano()-last < int64(m.srv.opts.Recheck) || !e.checked.CompareAndSwap(last, now.UnixNano()) {
+		if now.UnixNano()-last < int64(m.srv.opts.Cache.Recheck) || !e.checked.CompareAndSwap(last, now.UnixNano()) {
 			m.srv.metrics.hits.Inc()
 			return e, nil
 		}
@@ -422,7 +453,7 @@ func (m *mount) load(rel string, now time.Time) (*entry, error) {
 	}
 	e := &entry{key: cacheKey{m, rel}, size: fi.Size(), mod: fi.ModTime(), ino: inode(fi)}
 	e.checked.Store(now.UnixNano())
-	if e.size <= m.srv.opts.MaxInMemory {
+	if e.size <= int64(m.srv.opts.Cache.MaxFile) {
 		e.data = make([]byte, e.size)
 		if _, err := io.ReadFull(f, e.data); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", rel, err)
@@ -532,7 +563,7 @@ func (m *mount) sibling(e *entry, enc compress.Encoding) *variant {
 		return nil
 	}
 	v := &variant{hdr: m.headers(e, enc, fi.Size()), size: fi.Size()}
-	if fi.Size() <= m.srv.opts.MaxInMemory {
+	if fi.Size() <= int64(m.srv.opts.Cache.MaxFile) {
 		v.data = make([]byte, fi.Size())
 		if _, err := io.ReadFull(f, v.data); err != nil {
 			return nil
@@ -780,7 +811,7 @@ func (m *mount) checkManifest(now time.Time) {
 		return
 	}
 	last := m.manifestChecked.Load()
-	if now.UnixNano()-last < int64(m.srv.opts.Recheck) || !m.manifestChecked.CompareAndSwap(last, now.UnixNano()) {
+	if now.UnixNano()-last < int64(m.srv.opts.Cache.Recheck) || !m.manifestChecked.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
 	if m.loadManifest(now) {

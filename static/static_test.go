@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/compress"
+	"github.com/gatehouse/gatehouse/internal/conf"
 )
 
 // css is a compressible file large enough to matter and small enough to
 // live in memory.
 var css = []byte(strings.Repeat(".button { color: #333; background: linear-gradient(#fff, #eee); }\n", 300))
 
-// big is larger than MaxInMemory in the tests, so it goes through sendfile.
+// big is larger than Cache.MaxFile in the tests, so it goes through sendfile.
 var big = func() []byte {
 	b := make([]byte, 300<<10)
 	for i := range b {
@@ -107,8 +108,8 @@ func newFixture(t *testing.T, opts Options, tweak func(*fixture, []Config) []Con
 	if tweak != nil {
 		mounts = tweak(f, mounts)
 	}
-	if opts.MaxInMemory == 0 {
-		opts.MaxInMemory = 64 << 10
+	if opts.Cache.MaxFile == 0 {
+		opts.Cache.MaxFile = 64 << 10
 	}
 	srv, err := New(mounts, opts)
 	if err != nil {
@@ -416,7 +417,7 @@ func TestMultiRange(t *testing.T) {
 	}
 }
 
-// TestLargeFile: a file above MaxInMemory goes out from disk, whole and in
+// TestLargeFile: a file above Cache.MaxFile goes out from disk, whole and in
 // ranges (the video-seeking case).
 func TestLargeFile(t *testing.T) {
 	t.Parallel()
@@ -631,7 +632,7 @@ func TestScriptTypes(t *testing.T) {
 // TestChangedFile: the open-file cache notices a changed file after Recheck.
 func TestChangedFile(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, Options{Recheck: 10 * time.Millisecond}, nil)
+	f := newFixture(t, Options{Cache: CacheConfig{Recheck: conf.Duration(10 * time.Millisecond)}}, nil)
 	resp, _ := f.do(t, "GET", "/static/sub/page.txt", nil)
 	tag := resp.Header.Get("Etag")
 	writeFile(t, f.static, "sub/page.txt", []byte("changed content, longer"))
@@ -669,7 +670,7 @@ func TestMemoryBounded(t *testing.T) {
 		writeFile(t, dir, "f/"+formatInt(i/100)+"/"+formatInt(i)+".css", body)
 	}
 	const limit = 2 << 20
-	srv, err := New([]Config{{URL: "/s/", Root: dir}}, Options{CacheBytes: limit, CacheEntries: 1000, Levels: compress.Levels{Gzip: 1, Brotli: 1, Zstd: 1}})
+	srv, err := New([]Config{{URL: "/s/", Root: dir}}, Options{Cache: CacheConfig{Memory: limit, Entries: 1000}, Levels: compress.Levels{Gzip: 1, Brotli: 1, Zstd: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,9 @@ func NewWriter(e Encoding, level int, dst io.Writer) Writer {
 		w, _ := gzip.NewWriterLevel(dst, level) // level is clamped: no error
 		return w
 	case Brotli:
-		return brotli.NewWriterLevel(dst, level)
+		// A 256 KiB window instead of the default 4 MiB: pooled writers
+		// stay small, and responses compressed on the fly lose little.
+		return brotli.NewWriterOptions(dst, brotli.WriterOptions{Quality: level, LGWin: 18})
 	case Zstd:
 		w, _ := zstd.NewWriter(dst,
 			zstd.WithEncoderLevel(zstd.EncoderLevel(level)),
@@ -193,18 +195,55 @@ func PutWriter(e Encoding, level int, w Writer) {
 	pools[e][clampLevel(e, level)].Put(w)
 }
 
-// Encode compresses src in one piece with e at level.
+// Encode compresses src in one piece with e at level. Unlike a streaming
+// writer it knows the input size, so it sizes the brotli window and the zstd
+// work to fit: a brotli writer at level 11 with the default window holds
+// tens of MiB, which for a 2 KB file would be all waste.
 func Encode(e Encoding, level int, src []byte) []byte {
-	if e == Identity {
-		return bytes.Clone(src)
-	}
+	level = clampLevel(e, level)
 	var buf bytes.Buffer
 	buf.Grow(len(src)/3 + 64)
+	switch e {
+	case Identity:
+		return bytes.Clone(src)
+	case Brotli:
+		w := brotli.NewWriterOptions(&buf, brotli.WriterOptions{Quality: level, LGWin: windowBits(len(src))})
+		w.Write(src) // writes to a bytes.Buffer cannot fail
+		w.Close()
+		return buf.Bytes()
+	case Zstd:
+		return oneShotZstd(level).EncodeAll(src, make([]byte, 0, len(src)/3+64))
+	}
 	w := NewWriter(e, level, &buf)
-	w.Write(src) // writes to a bytes.Buffer cannot fail
+	w.Write(src)
 	w.Close()
 	PutWriter(e, level, w)
 	return buf.Bytes()
+}
+
+// windowBits is the smallest brotli window (10 to 24 bits) that holds n bytes.
+func windowBits(n int) int {
+	b := 10
+	for b < 24 && 1<<b < n {
+		b++
+	}
+	return b
+}
+
+// oneShot holds one zstd encoder per level for EncodeAll, which is safe
+// for concurrent use; two goroutines each, as the machine may be small.
+var oneShot [5]struct {
+	once sync.Once
+	enc  *zstd.Encoder
+}
+
+func oneShotZstd(level int) *zstd.Encoder {
+	s := &oneShot[level]
+	s.once.Do(func() {
+		s.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevel(level)),
+			zstd.WithEncoderConcurrency(2), zstd.WithLowerEncoderMem(true))
+	})
+	return s.enc
 }
 
 // NewReader returns a decoder for e reading from src, for tests and tools

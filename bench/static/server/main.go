@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/conf"
 	"github.com/gatehouse/gatehouse/static"
 )
 
@@ -27,7 +28,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8081", "listen address")
 	root := flag.String("root", "", "folder served at /static/")
 	tree := flag.String("compress", "", "write precompressed siblings under this folder and exit")
-	maxMem := flag.Int64("max-in-memory", 0, "static.Options.MaxInMemory (0: default)")
+	maxMem := flag.Int64("max-in-memory", 0, "static.CacheConfig.MaxFile in bytes (0: default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until SIGTERM")
 	flag.Parse()
 	if *tree != "" {
@@ -38,7 +39,7 @@ func main() {
 		}
 		return
 	}
-	srv, err := static.New([]static.Config{{URL: "/static/", Root: *root}}, static.Options{MaxInMemory: *maxMem})
+	srv, err := static.New([]static.Config{{URL: "/static/", Root: *root}}, static.Options{Cache: static.CacheConfig{MaxFile: conf.Size(*maxMem)}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -116,21 +116,21 @@ func (fw *forwarder) modifyResponse(res *http.Response) error {
 	if fw.static == nil {
 		return nil
 	}
-	target := res.Header.Get("X-Accel-Redirect")
-	if target == "" {
-		target = res.Header.Get("X-Sendfile")
+	if target := res.Header.Get("X-Accel-Redirect"); target != "" {
+		return &accelRedirect{target: target, header: res.Header}
 	}
-	if target == "" {
-		return nil
+	if file := res.Header.Get("X-Sendfile"); file != "" {
+		return &accelRedirect{target: file, header: res.Header, sendfile: true}
 	}
-	return &accelRedirect{target: target, header: res.Header}
+	return nil
 }
 
 // accelRedirect travels from modifyResponse to fail, which serves the file:
 // ReverseProxy closes the app's response body on the way.
 type accelRedirect struct {
-	target string
-	header http.Header
+	target   string
+	header   http.Header
+	sendfile bool // X-Sendfile: a file system path, not a URL path
 }
 
 func (a *accelRedirect) Error() string { return "X-Accel-Redirect to " + a.target }
@@ -151,11 +151,17 @@ func (fw *forwarder) fail(w http.ResponseWriter, r *http.Request, err error) {
 			}
 		}
 		info.Route = "accel"
-		if fw.static.ServeInternal(w, r, accel.target) {
+		served := false
+		if accel.sendfile {
+			served = fw.static.ServeSendfile(w, r, accel.target)
+		} else {
+			served = fw.static.ServeInternal(w, r, accel.target)
+		}
+		if served {
 			return
 		}
 		info.Reason = "accel_target_not_internal"
-		fw.log.LogAttrs(r.Context(), slog.LevelError, "app sent X-Accel-Redirect to a path under no internal static mount",
+		fw.log.LogAttrs(r.Context(), slog.LevelError, "app sent X-Accel-Redirect or X-Sendfile for a path under no internal static mount",
 			slog.String("request_id", info.ID), slog.String("target", accel.target))
 		writeError(w, http.StatusInternalServerError, info.ID, 0)
 		return

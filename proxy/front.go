@@ -29,10 +29,13 @@ type Pool interface {
 type StaticRouter interface {
 	// Match returns the handler of the mount serving path, if any.
 	Match(path string) (http.Handler, bool)
-	// ServeInternal serves target, the value of an app's X-Accel-Redirect
-	// or X-Sendfile header, when it lies under an internal mount; false
-	// means it does not and nothing was written.
+	// ServeInternal serves target, the URL path an app named in
+	// X-Accel-Redirect, when it lies under an internal mount; false means
+	// it does not and nothing was written.
 	ServeInternal(w http.ResponseWriter, r *http.Request, target string) bool
+	// ServeSendfile does the same for X-Sendfile, which names a file
+	// system path under an internal mount's root.
+	ServeSendfile(w http.ResponseWriter, r *http.Request, file string) bool
 }
 
 // Middleware wraps a handler: the rate limiter, response compression.

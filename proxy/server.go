@@ -42,6 +42,8 @@ type Options struct {
 	AccessLog *slog.Logger
 	// Status adds sections to /status (the pool, the config file state).
 	Status func() map[string]any
+	// Metrics is what /metrics serves; nil means the registry given to New.
+	Metrics prometheus.Gatherer
 }
 
 // Server is the HTTP front: its listeners, the admin listener, and the
@@ -313,7 +315,11 @@ func (s *Server) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	var g prometheus.Gatherer = s.reg
+	if s.opts.Metrics != nil {
+		g = s.opts.Metrics
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	if s.opts.Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -8,18 +8,22 @@ import (
 	"github.com/gatehouse/gatehouse/internal/conf"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/ratelimit"
+	"github.com/gatehouse/gatehouse/static"
 	"github.com/gatehouse/gatehouse/workers"
 )
 
 // fileConfig is the whole YAML file. Each section's type belongs to the
 // package that uses it; a section that is absent is off (nil).
 type fileConfig struct {
-	Server    proxy.Config       `yaml:"server"`
-	TLS       proxy.TLSConfig    `yaml:"tls"`
-	App       *workers.Config    `yaml:"app"`
-	RateLimit *ratelimit.Config  `yaml:"ratelimit"`
-	Admin     *proxy.AdminConfig `yaml:"admin"`
-	Log       logConfig          `yaml:"log"`
+	Server proxy.Config    `yaml:"server"`
+	TLS    proxy.TLSConfig `yaml:"tls"`
+	Static []static.Config `yaml:"static"`
+	// StaticCache tunes the open-file cache shared by the static mounts.
+	StaticCache static.CacheConfig `yaml:"static_cache"`
+	App         *workers.Config    `yaml:"app"`
+	RateLimit   *ratelimit.Config  `yaml:"ratelimit"`
+	Admin       *proxy.AdminConfig `yaml:"admin"`
+	Log         logConfig          `yaml:"log"`
 	// Compression of app responses (server.compression in spirit; a
 	// section of its own so that `server` stays about connections).
 	Compression *compress.Config `yaml:"compression"`
@@ -50,6 +54,15 @@ func parseConfig(name string, data []byte, lookup func(string) (string, bool)) (
 	}
 	cfg.TLS.Defaults()
 	errs.AddErr("tls", cfg.TLS.Validate())
+	for i := range cfg.Static {
+		cfg.Static[i].Defaults()
+		errs.AddErr(fmt.Sprintf("static[%d]", i), cfg.Static[i].Validate())
+	}
+	if len(errs) == 0 {
+		errs.AddErr("static", static.ValidateMounts(cfg.Static))
+	}
+	cfg.StaticCache.Defaults()
+	errs.AddErr("static_cache", cfg.StaticCache.Validate())
 	if cfg.App != nil {
 		cfg.App.Defaults()
 		errs.AddErr("app", cfg.App.Validate())

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/conf"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/ratelimit"
+	"github.com/gatehouse/gatehouse/static"
 	"github.com/gatehouse/gatehouse/workers"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,11 +32,13 @@ type gate struct {
 	access *slog.Logger
 	level  *slog.LevelVar
 	reg    *prometheus.Registry
+	gather *gatherers
 	front  *proxy.Server
 
 	cfg     *fileConfig
 	pool    *workers.Pool
 	limiter *ratelimit.Limiter
+	files   *static.Server
 
 	mu         sync.Mutex // guards the reload record below, read by /status
 	reloads    int
@@ -92,7 +95,13 @@ func serve(path string, stderr io.Writer) int {
 func (g *gate) start(ctx context.Context) error {
 	g.reg = prometheus.NewRegistry()
 	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.gather = newGatherers(g.reg)
 	cfg := g.cfg
+	files, err := g.newFiles(cfg)
+	if err != nil {
+		return err
+	}
+	g.files = files
 	if cfg.App != nil {
 		p, err := workers.New(*cfg.App, workers.Options{Logger: g.log, Registerer: g.reg})
 		if err != nil {
@@ -104,7 +113,7 @@ func (g *gate) start(ctx context.Context) error {
 		}
 	}
 	if cfg.RateLimit != nil {
-		l, err := ratelimit.New(*cfg.RateLimit, ratelimit.Options{Logger: g.log, Registerer: g.reg})
+		l, err := ratelimit.New(*cfg.RateLimit, ratelimit.Options{Logger: g.log, Registerer: g.gather.fresh("ratelimit")})
 		if err != nil {
 			return fmt.Errorf("building the rate limiter: %w", err)
 		}
@@ -127,6 +136,10 @@ func (g *gate) options(cfg *fileConfig) proxy.Options {
 		Logger:    g.log,
 		AccessLog: g.access,
 		Status:    g.status,
+		Metrics:   g.gather,
+	}
+	if g.files != nil {
+		o.Static = g.files
 	}
 	if g.pool != nil {
 		o.Pool = g.pool
@@ -158,6 +171,19 @@ func (g *gate) status() map[string]any {
 	return st
 }
 
+// newFiles opens the static mounts of cfg, or returns nil when there are
+// none.
+func (g *gate) newFiles(cfg *fileConfig) (*static.Server, error) {
+	if len(cfg.Static) == 0 {
+		return nil, nil
+	}
+	s, err := static.New(cfg.Static, static.Options{Logger: g.log, Registerer: g.gather.fresh("static"), Cache: cfg.StaticCache})
+	if err != nil {
+		return nil, fmt.Errorf("opening static mounts: %w", err)
+	}
+	return s, nil
+}
+
 // reload re-reads the file and applies it part by part. A file with any
 // problem changes nothing. The pool rolls its workers itself; if the new
 // app cannot start, the old workers keep serving and the error is logged.
@@ -177,6 +203,20 @@ func (g *gate) reload(ctx context.Context) {
 		g.level.Set(levels[cfg.Log.Level])
 	}
 	var errs []error
+	if !reflect.DeepEqual(cfg.Static, g.cfg.Static) || cfg.StaticCache != g.cfg.StaticCache {
+		files, err := g.newFiles(cfg)
+		if err != nil {
+			errs = append(errs, err)
+			cfg.Static, cfg.StaticCache = g.cfg.Static, g.cfg.StaticCache
+		} else {
+			if old := g.files; old != nil {
+				// Requests that started on the old mounts open their file
+				// within moments; an open file outlives its root's close.
+				time.AfterFunc(10*time.Second, func() { _ = old.Close() })
+			}
+			g.files = files
+		}
+	}
 	switch {
 	case cfg.App == nil && g.pool != nil:
 		old := g.pool
@@ -205,7 +245,7 @@ func (g *gate) reload(ctx context.Context) {
 		g.limiter = nil
 		defer old.Close()
 	case cfg.RateLimit != nil && g.limiter == nil:
-		l, err := ratelimit.New(*cfg.RateLimit, ratelimit.Options{Logger: g.log})
+		l, err := ratelimit.New(*cfg.RateLimit, ratelimit.Options{Logger: g.log, Registerer: g.gather.fresh("ratelimit")})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("building the rate limiter: %w", err))
 			cfg.RateLimit = nil
@@ -254,5 +294,8 @@ func (g *gate) stopParts() {
 	}
 	if g.limiter != nil {
 		_ = g.limiter.Close()
+	}
+	if g.files != nil {
+		_ = g.files.Close()
 	}
 }

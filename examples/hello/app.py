@@ -20,10 +20,14 @@ from socketserver import UnixStreamServer, ThreadingMixIn
 from urllib.parse import parse_qs, urlparse
 
 PAGE = b"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>gatehouse example</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>gatehouse example</title>
+<link rel="stylesheet" href="/static/hello.css">
+<script src="/static/hello.js" defer></script></head>
 <body><h1>Hello from behind gatehouse</h1>
-<p>Try <a href="/api/hello">/api/hello</a>, <a href="/slow?ms=500">/slow</a> and
-<a href="/events">/events</a>.</p></body></html>
+<p id="who">asking the app who you are...</p>
+<p>Try <a href="/api/hello">/api/hello</a>, <a href="/slow?ms=500">/slow</a>,
+<a href="/events">/events</a> and <a href="/media/notes.txt">/media/notes.txt</a>.</p>
+</body></html>
 """
 
 

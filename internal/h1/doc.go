@@ -1,0 +1,62 @@
+// Package h1 is a small HTTP/1.1 client transport for talking to the app's
+// own backends over keep-alive connections. It replaces net/http.Transport
+// inside a backend pool, where that transport's generality costs throughput.
+//
+// Typical usage, one Transport per backend address:
+//
+//	d := &net.Dialer{Timeout: 5 * time.Second}
+//	t := &h1.Transport{
+//		Dial: func(ctx context.Context) (net.Conn, error) {
+//			return d.DialContext(ctx, "unix", "/run/app.sock")
+//		},
+//		MaxIdle: 64,
+//	}
+//	rp := &httputil.ReverseProxy{Rewrite: rewrite, Transport: t}
+//	...
+//	t.CloseIdleConnections() // when the backend goes away
+//
+// # Why not net/http.Transport
+//
+// net/http.Transport runs two goroutines per connection (readLoop and
+// writeLoop) and hands every request and response between them over
+// channels; a proxy pays for three goroutine switches per exchange. This
+// Transport does the whole exchange on the caller's goroutine: take an idle
+// connection (last in, first out, so a few hot connections serve a light
+// load and the rest time out) or dial one, write the request head through a
+// pooled bufio.Writer, copy the body, read the response head with a pooled
+// bufio.Reader (net/http's own parser, http.ReadResponse) and return. The
+// response Body gives the connection back when it has been read to the end.
+// Idle connections hold no buffers and no goroutine; one timer per
+// Transport closes those idle longer than IdleTimeout.
+//
+// # What it does not do
+//
+// No TLS, no proxies, no HTTP/2, no compression (a proxy passes the app's
+// bytes through), no connection limit per host (the pool bounds
+// concurrency), no request trailers beyond those in Request.Trailer at the
+// start of the request, and no waiting for "100 Continue": the body is sent
+// at once, which RFC 9110 section 10.1.1 allows.
+//
+// While the request body is being written, the response is not read: a
+// backend that answers early (413) without reading the body and without
+// closing the connection stalls the exchange until the request's context
+// ends. net/http.Transport reads concurrently and would return the early
+// answer; the pool's timeout bounds ours.
+//
+// # Cancellation and retries
+//
+// The request's context aborts a blocked dial, write or read (a deadline in
+// the past is set on the connection by context.AfterFunc); the error wraps
+// the context's error and its cause, and the connection is closed.
+//
+// A kept-alive connection can be closed by the backend at any moment. Before
+// reuse, an idle connection is checked with a non-blocking peek (one
+// recvfrom on Linux) and dropped if the backend closed it. If a reused
+// connection still fails before any response byte arrives, the request is
+// sent once more on a new connection when that is safe: nothing of it was
+// written (and its body was not touched), or the method is idempotent (RFC
+// 9110 section 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or an
+// Idempotency-Key header) and the body is empty or can be replayed with
+// GetBody. Errors are *Error, whose Sent field tells a pool whether trying
+// another backend could run the request twice; see Sent.
+package h1

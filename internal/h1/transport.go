@@ -1,0 +1,631 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults for the zero fields of Transport.
+const (
+	DefaultMaxIdle                = 64
+	DefaultIdleTimeout            = 90 * time.Second
+	DefaultMaxResponseHeaderBytes = 1 << 20
+	// discardLimit is how much of an unread response body Close reads
+	// away to keep the connection, rather than closing it.
+	discardLimit = 256 << 10
+	// discardWait bounds how long Close waits for that rest.
+	discardWait = 100 * time.Millisecond
+	// max1xx bounds the informational responses skipped before the final
+	// one, so a backend cannot keep a request busy with endless 103s.
+	max1xx = 16
+)
+
+// Transport is an http.RoundTripper that speaks HTTP/1.1 to one backend
+// over keep-alive connections. Its zero value is not usable: Dial must be
+// set. Fields must not change after the first RoundTrip. A Transport is
+// safe for concurrent use.
+type Transport struct {
+	// Dial opens a connection to the backend (TCP or Unix socket). It must
+	// honour ctx. Its error is wrapped in *Error with Op "dial", so a pool
+	// can find its own error type with errors.As.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// MaxIdle is how many idle connections are kept; zero means 64, and
+	// a negative value keeps none (every request dials).
+	MaxIdle int
+	// IdleTimeout closes connections idle this long; zero means 90s. Keep
+	// it below the backend's own keep-alive timeout so that the backend
+	// rarely closes a connection under us.
+	IdleTimeout time.Duration
+	// MaxResponseHeaderBytes bounds the response head, 1xx heads
+	// included; zero means 1 MiB.
+	MaxResponseHeaderBytes int
+
+	mu     sync.Mutex
+	idle   []*conn // oldest first; taken from the end
+	timer  *time.Timer
+	armed  bool
+	closed int // generation: CloseIdleConnections bumps it
+}
+
+// Error is the error of a failed exchange. Op is "dial", "write", "read"
+// (the response head) or "read body".
+type Error struct {
+	Op string
+	// Sent reports whether any byte of the request may have reached the
+	// backend, in any attempt. When false, the request can be tried on
+	// another backend without risk of running it twice.
+	Sent bool
+	Err  error
+}
+
+func (e *Error) Error() string { return "h1: " + e.Op + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Sent reports whether a RoundTrip that returned err may have sent part of
+// the request. It is false only for an *Error that says nothing was sent
+// (failed dial, invalid request, a backend that refused before reading), so
+// a pool can retry elsewhere exactly when Sent is false.
+func Sent(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Sent
+	}
+	return true
+}
+
+var (
+	errHeaderTooLarge = errors.New("response head larger than MaxResponseHeaderBytes")
+	errBodyClosed     = errors.New("h1: read on closed response body")
+	errNoDial         = errors.New("Transport.Dial is nil")
+	errExtraBytes     = errors.New("backend sent bytes after the response")
+	// aLongTimeAgo is the deadline that aborts blocked I/O at once.
+	aLongTimeAgo = time.Unix(1, 0)
+)
+
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+	copyBuf = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+)
+
+// conn is one connection to the backend. Reads and writes go through it so
+// that the response head can be bounded and a write can be known to have
+// put bytes on the wire.
+type conn struct {
+	t      *Transport
+	nc     net.Conn
+	br     *bufio.Reader // while an exchange or its body holds the conn
+	peek   func() bool   // nil when the conn cannot be checked
+	idleAt time.Time
+	gen    int
+	limit  int  // bytes left for the response head
+	capped bool // limit applies
+	wrote  bool // some Write put bytes on the wire
+	reused bool
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	if c.capped {
+		if c.limit <= 0 {
+			return 0, errHeaderTooLarge
+		}
+		if len(p) > c.limit {
+			p = p[:c.limit]
+		}
+		n, err := c.nc.Read(p)
+		c.limit -= n
+		return n, err
+	}
+	return c.nc.Read(p)
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	n, err := c.nc.Write(p)
+	if n > 0 {
+		c.wrote = true
+	}
+	return n, err
+}
+
+// abort makes blocked and future I/O on c fail; the context's AfterFunc.
+func (c *conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
+
+func (c *conn) close() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+		c.br = nil
+	}
+	c.nc.Close()
+}
+
+// RoundTrip sends r and returns the response head; see the package doc.
+// It always closes r.Body.
+func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := validRequest(r); err != nil {
+		closeBody(r.Body)
+		return nil, &Error{Op: "write", Err: err}
+	}
+	ctx := r.Context()
+	trace := httptrace.ContextClientTrace(ctx)
+	sent := false
+	req := r
+	for attempt := 0; ; attempt++ {
+		c, err := t.getConn(ctx, trace)
+		if err != nil {
+			closeBody(req.Body)
+			return nil, &Error{Op: "dial", Sent: sent, Err: ctxErr(ctx, err)}
+		}
+		resp, x := t.exchange(ctx, c, req, trace)
+		if x.err == nil {
+			return resp, nil
+		}
+		sent = sent || c.wrote
+		if attempt == 0 && c.reused && !x.gotByte && ctx.Err() == nil && connGone(x.err) {
+			if next := retryable(req, c.wrote, x.bodyTouched); next != nil {
+				if next != req && req.Body != nil {
+					req.Body.Close()
+				}
+				req = next
+				continue
+			}
+		}
+		closeBody(req.Body)
+		return nil, &Error{Op: x.op, Sent: sent, Err: x.err}
+	}
+}
+
+// outcome is how an exchange failed, for the retry decision.
+type outcome struct {
+	op          string
+	err         error
+	gotByte     bool // some response byte arrived
+	bodyTouched bool // the request body was read from
+}
+
+// exchange writes r on c and reads the response head. On error c is closed.
+func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trace *httptrace.ClientTrace) (*http.Response, outcome) {
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, c.abort)
+	}
+	fail := func(x outcome) (*http.Response, outcome) {
+		if stop != nil {
+			stop()
+		}
+		c.close()
+		x.err = ctxErr(ctx, x.err)
+		return nil, x
+	}
+
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(c)
+	touched, err := writeRequest(bw, r, trace)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	writers.Put(bw)
+	if trace != nil && trace.WroteRequest != nil {
+		trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
+	}
+	if err != nil {
+		return fail(outcome{op: "write", err: err, bodyTouched: touched})
+	}
+
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(c)
+	c.limit, c.capped = t.maxHeader(), true
+	if _, err := c.br.Peek(1); err != nil {
+		return fail(outcome{op: "read", err: err, bodyTouched: touched})
+	}
+	if trace != nil && trace.GotFirstResponseByte != nil {
+		trace.GotFirstResponseByte()
+	}
+	var resp *http.Response
+	for n := 0; ; n++ {
+		resp, err = http.ReadResponse(c.br, r)
+		if err != nil {
+			return fail(outcome{op: "read", err: err, gotByte: true, bodyTouched: touched})
+		}
+		code := resp.StatusCode
+		if code < 100 || code >= 200 || code == http.StatusSwitchingProtocols {
+			break
+		}
+		if n == max1xx {
+			return fail(outcome{op: "read", err: errors.New("too many 1xx responses"), gotByte: true, bodyTouched: true})
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textprotoHeader(resp.Header)); err != nil {
+				return fail(outcome{op: "read", err: err, gotByte: true, bodyTouched: true})
+			}
+		}
+	}
+	c.capped = false
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if stop != nil && !stop() {
+			return fail(outcome{op: "read", err: ctx.Err(), gotByte: true})
+		}
+		resp.Body = &upgraded{c: c}
+		return resp, outcome{}
+	}
+	keep := !resp.Close && !r.Close && resp.ProtoAtLeast(1, 1) &&
+		(resp.ContentLength >= 0 || resp.Body == http.NoBody || isChunked(resp.TransferEncoding))
+	if resp.Body == http.NoBody {
+		// HEAD, 204, 304, Content-Length: 0: done now, even if the
+		// caller forgets to close the body.
+		t.release(c, stop, keep)
+		return resp, outcome{}
+	}
+	resp.Body = &body{c: c, rc: resp.Body, stop: stop, keep: keep, ctx: ctx}
+	return resp, outcome{}
+}
+
+func isChunked(te []string) bool {
+	return len(te) > 0 && te[0] == "chunked"
+}
+
+func textprotoHeader(h http.Header) textproto.MIMEHeader { return textproto.MIMEHeader(h) }
+
+// release ends an exchange on c: back to the idle list when it can be
+// reused, closed otherwise.
+func (t *Transport) release(c *conn, stop func() bool, keep bool) {
+	if stop != nil && !stop() {
+		// The context ended; the conn may have a past deadline.
+		keep = false
+	}
+	if keep && c.br.Buffered() > 0 {
+		keep = false // unsolicited bytes: out of step with the backend
+	}
+	if !keep {
+		c.close()
+		return
+	}
+	c.br.Reset(nil)
+	readers.Put(c.br)
+	c.br = nil
+	t.put(c)
+}
+
+func (t *Transport) maxHeader() int {
+	if t.MaxResponseHeaderBytes > 0 {
+		return t.MaxResponseHeaderBytes
+	}
+	return DefaultMaxResponseHeaderBytes
+}
+
+func (t *Transport) maxIdle() int {
+	switch {
+	case t.MaxIdle > 0:
+		return t.MaxIdle
+	case t.MaxIdle < 0:
+		return 0
+	}
+	return DefaultMaxIdle
+}
+
+func (t *Transport) idleTimeout() time.Duration {
+	if t.IdleTimeout > 0 {
+		return t.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+// getConn returns an idle connection that still looks open, or a new one.
+func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace) (*conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	timeout := t.idleTimeout()
+	for {
+		t.mu.Lock()
+		n := len(t.idle)
+		if n == 0 {
+			t.mu.Unlock()
+			break
+		}
+		c := t.idle[n-1]
+		t.idle[n-1] = nil
+		t.idle = t.idle[:n-1]
+		t.mu.Unlock()
+		if time.Since(c.idleAt) > timeout || (c.peek != nil && !c.peek()) {
+			c.close()
+			continue
+		}
+		c.reused, c.wrote = true, false
+		if trace != nil && trace.GotConn != nil {
+			trace.GotConn(httptrace.GotConnInfo{Conn: c.nc, Reused: true, WasIdle: true, IdleTime: time.Since(c.idleAt)})
+		}
+		return c, nil
+	}
+	if t.Dial == nil {
+		return nil, errNoDial
+	}
+	nc, err := t.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{t: t, nc: nc}
+	c.peek = peeker(nc)
+	if trace != nil && trace.GotConn != nil {
+		trace.GotConn(httptrace.GotConnInfo{Conn: nc})
+	}
+	return c, nil
+}
+
+// put adds c to the idle list, or closes it when the list is full.
+func (t *Transport) put(c *conn) {
+	max := t.maxIdle()
+	c.idleAt = time.Now()
+	t.mu.Lock()
+	if len(t.idle) >= max || c.gen != t.closed {
+		t.mu.Unlock()
+		c.close()
+		return
+	}
+	t.idle = append(t.idle, c)
+	if !t.armed {
+		t.armed = true
+		d := t.idleTimeout()
+		if t.timer == nil {
+			t.timer = time.AfterFunc(d, t.sweep)
+		} else {
+			t.timer.Reset(d)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// sweep closes connections idle longer than IdleTimeout and sets the timer
+// for the next oldest. The list is ordered by idleAt, oldest first, since
+// put appends and getConn takes from the end.
+func (t *Transport) sweep() {
+	timeout := t.idleTimeout()
+	now := time.Now()
+	t.mu.Lock()
+	i := 0
+	for i < len(t.idle) && now.Sub(t.idle[i].idleAt) >= timeout {
+		i++
+	}
+	old := make([]*conn, i)
+	copy(old, t.idle[:i])
+	n := copy(t.idle, t.idle[i:])
+	clear(t.idle[n:])
+	t.idle = t.idle[:n]
+	if n > 0 {
+		t.timer.Reset(t.idle[0].idleAt.Add(timeout).Sub(now))
+	} else {
+		t.armed = false
+	}
+	t.mu.Unlock()
+	for _, c := range old {
+		c.close()
+	}
+}
+
+// CloseIdleConnections closes the idle connections. Connections in use are
+// closed instead of kept when their exchange ends.
+func (t *Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	old := t.idle
+	t.idle = nil
+	t.closed++
+	t.mu.Unlock()
+	for _, c := range old {
+		c.close()
+	}
+}
+
+// idleCount is for tests.
+func (t *Transport) idleCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.idle)
+}
+
+// ctxErr prefers the context's error, with its cause, to the I/O error its
+// cancellation provoked.
+func ctxErr(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if cerr == nil {
+		return err
+	}
+	if cause := context.Cause(ctx); cause != nil && cause != cerr {
+		return fmt.Errorf("%w: %w", cerr, cause)
+	}
+	return cerr
+}
+
+// connGone reports whether err means the backend had closed the
+// connection: the stale keep-alive case that a retry fixes.
+func connGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED)
+}
+
+// retryable returns the request to send again after a reused connection
+// failed, or nil when that is unsafe. See RFC 9112 section 9.3.1 and
+// net/http's Request.isReplayable.
+func retryable(r *http.Request, wrote, touched bool) *http.Request {
+	if !wrote && !touched {
+		return r // the backend saw nothing
+	}
+	if !idempotent(r) {
+		return nil
+	}
+	if r.Body == nil || r.Body == http.NoBody || !touched {
+		return r
+	}
+	if r.GetBody == nil {
+		return nil
+	}
+	b, err := r.GetBody()
+	if err != nil {
+		return nil
+	}
+	out := *r
+	out.Body = b
+	return &out
+}
+
+func idempotent(r *http.Request) bool {
+	switch r.Method {
+	case "", "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
+}
+
+func closeBody(b io.ReadCloser) {
+	if b != nil {
+		b.Close()
+	}
+}
+
+// body is a response body that returns its connection when read to the
+// end. Read and Close may be called from different goroutines; a Close
+// during a blocked Read aborts it.
+type body struct {
+	mu      sync.Mutex
+	c       *conn // nil once released
+	rc      io.ReadCloser
+	stop    func() bool
+	ctx     context.Context
+	keep    bool
+	reading bool
+	closed  bool
+	err     error // sticky, after the conn is released
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return 0, errBodyClosed
+	}
+	if b.c == nil {
+		err := b.err
+		b.mu.Unlock()
+		return 0, err
+	}
+	b.reading = true
+	b.mu.Unlock()
+
+	n, err := b.rc.Read(p)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reading = false
+	if err == nil {
+		return n, nil
+	}
+	c := b.c
+	b.c = nil
+	if err == io.EOF && !b.closed {
+		b.err = io.EOF
+		c.t.release(c, b.stop, b.keep)
+		return n, io.EOF
+	}
+	if b.closed {
+		err = errBodyClosed
+	} else {
+		err = &Error{Op: "read body", Sent: true, Err: ctxErr(b.ctx, err)}
+	}
+	b.err = err
+	c.t.release(c, b.stop, false)
+	return n, err
+}
+
+// Close gives the connection back if the body was read to the end or the
+// rest is small and comes quickly; otherwise it closes the connection.
+func (b *body) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	c := b.c
+	if c == nil {
+		b.mu.Unlock()
+		return nil
+	}
+	if b.reading {
+		// The Read in flight fails and releases c.
+		c.abort()
+		b.mu.Unlock()
+		return nil
+	}
+	b.c = nil
+	b.mu.Unlock()
+
+	keep := b.keep && b.ctx.Err() == nil
+	if keep {
+		keep = b.discard(c)
+	}
+	c.t.release(c, b.stop, keep)
+	return nil
+}
+
+// discard reads away up to discardLimit of the rest, waiting at most
+// discardWait, and reports whether the body reached its end.
+func (b *body) discard(c *conn) bool {
+	// What is buffered costs nothing to skip; ask the network only when
+	// the rest is still on the way.
+	if c.br.Buffered() == 0 {
+		c.nc.SetReadDeadline(time.Now().Add(discardWait))
+		defer c.nc.SetReadDeadline(time.Time{})
+	}
+	bp := copyBuf.Get().(*[]byte)
+	defer copyBuf.Put(bp)
+	buf := *bp
+	left := discardLimit
+	for left > 0 {
+		n, err := b.rc.Read(buf[:min(len(buf), left)])
+		left -= n
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// upgraded is the Body of a 101 response: the connection itself, for the
+// caller to speak the new protocol (httputil.ReverseProxy tunnels
+// WebSocket through it). Reads first drain what was buffered.
+type upgraded struct {
+	c    *conn
+	once sync.Once
+}
+
+func (u *upgraded) Read(p []byte) (int, error)  { return u.c.br.Read(p) }
+func (u *upgraded) Write(p []byte) (int, error) { return u.c.nc.Write(p) }
+
+// CloseWrite half-closes the connection when it supports that.
+func (u *upgraded) CloseWrite() error {
+	if cw, ok := u.c.nc.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (u *upgraded) Close() error {
+	var err error
+	u.once.Do(func() { err = u.c.nc.Close() })
+	return err
+}

@@ -1,0 +1,843 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// backend is an httptest server that counts the connections it accepted.
+type backend struct {
+	*httptest.Server
+	conns  atomic.Int32
+	closed atomic.Int32
+}
+
+func newBackend(t *testing.T, h http.Handler) *backend {
+	t.Helper()
+	b := &backend{}
+	b.Server = httptest.NewUnstartedServer(h)
+	b.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			b.conns.Add(1)
+		case http.StateClosed:
+			b.closed.Add(1)
+		}
+	}
+	b.Start()
+	t.Cleanup(b.Close)
+	return b
+}
+
+func tcpTransport(addr string) *Transport {
+	return &Transport{Dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}}
+}
+
+func newTransport(t *testing.T, addr string) *Transport {
+	tr := tcpTransport(addr)
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+func get(t *testing.T, tr http.RoundTripper, url string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return do(t, tr, req)
+}
+
+func do(t *testing.T, tr http.RoundTripper, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL, err)
+	}
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func TestKeepAliveReuse(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.URL.Query().Get("i"))
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	for i := range 20 {
+		resp, body := get(t, tr, fmt.Sprintf("%s/?i=%d", b.URL, i))
+		if got, want := body, fmt.Sprintf("hello %d", i); got != want || resp.StatusCode != 200 {
+			t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, got, want)
+		}
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections, want 1", got)
+	}
+	if got := tr.idleCount(); got != 1 {
+		t.Errorf("idle = %d, want 1", got)
+	}
+}
+
+func TestChunked(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("backend reading body: %v", err)
+		}
+		if got := r.TransferEncoding; len(got) != 1 || got[0] != "chunked" {
+			t.Errorf("request Transfer-Encoding = %q, want chunked", got)
+		}
+		if got, want := r.Trailer.Get("X-Sum"), "abc"; got != want {
+			t.Errorf("request trailer X-Sum = %q, want %q", got, want)
+		}
+		w.Header().Set("Trailer", "X-Count")
+		w.WriteHeader(200)
+		for i := range 3 {
+			fmt.Fprintf(w, "%d:%s;", i, body)
+			w.(http.Flusher).Flush()
+		}
+		w.Header().Set("X-Count", "3")
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	for range 3 {
+		pr, pw := io.Pipe()
+		go func() {
+			pw.Write([]byte("ab"))
+			pw.Write([]byte("cd"))
+			pw.Close()
+		}()
+		req, _ := http.NewRequest("POST", b.URL, pr)
+		req.ContentLength = -1
+		req.Trailer = http.Header{"X-Sum": {"abc"}}
+		resp, body := do(t, tr, req)
+		if got, want := body, "0:abcd;1:abcd;2:abcd;"; got != want {
+			t.Errorf("body = %q, want %q", got, want)
+		}
+		if got := resp.TransferEncoding; len(got) != 1 || got[0] != "chunked" {
+			t.Errorf("response Transfer-Encoding = %q, want chunked", got)
+		}
+		if got, want := resp.Trailer.Get("X-Count"), "3"; got != want {
+			t.Errorf("response trailer X-Count = %q, want %q", got, want)
+		}
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections, want 1 (trailers must not break reuse)", got)
+	}
+}
+
+func TestBodyLengths(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s cl=%d te=%v body=%q", r.Method, r.ContentLength, r.TransferEncoding, body)
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	tests := []struct {
+		name   string
+		method string
+		body   io.Reader
+		length int64
+		want   string
+	}{
+		{"get nil", "GET", nil, 0, `GET cl=0 te=[] body=""`},
+		{"post nil", "POST", nil, 0, `POST cl=0 te=[] body=""`},
+		{"post sized", "POST", strings.NewReader("hello"), 5, `POST cl=5 te=[] body="hello"`},
+		{"post unknown", "POST", strings.NewReader("hello"), -1, `POST cl=-1 te=[chunked] body="hello"`},
+		{"zero but has bytes", "PUT", io.MultiReader(strings.NewReader("xyz")), 0, `PUT cl=-1 te=[chunked] body="xyz"`},
+		{"zero and empty", "PUT", io.MultiReader(), 0, `PUT cl=0 te=[] body=""`},
+		{"large", "POST", strings.NewReader(strings.Repeat("x", 100000)), 100000, `POST cl=100000 te=[] body="` + strings.Repeat("x", 100000) + `"`},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, b.URL, tt.body)
+		req.ContentLength = tt.length
+		_, got := do(t, tr, req)
+		if got != tt.want {
+			t.Errorf("%s: got %.80q, want %.80q", tt.name, got, tt.want)
+		}
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections, want 1", got)
+	}
+
+	// A lying ContentLength is refused before the connection desyncs.
+	req, _ := http.NewRequest("POST", b.URL, strings.NewReader("hello"))
+	req.ContentLength = 3
+	if _, err := tr.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "longer") {
+		t.Errorf("body longer than ContentLength: err = %v", err)
+	}
+	req, _ = http.NewRequest("POST", b.URL, strings.NewReader("hello"))
+	req.ContentLength = 8
+	if _, err := tr.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "shorter") {
+		t.Errorf("body shorter than ContentLength: err = %v", err)
+	}
+	_, got := get(t, tr, b.URL)
+	if want := `GET cl=0 te=[] body=""`; got != want {
+		t.Errorf("after bad bodies: got %q, want %q", got, want)
+	}
+}
+
+func TestNoBodyResponses(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/204":
+			w.WriteHeader(204)
+		case "/304":
+			w.Header().Set("ETag", `"x"`)
+			w.WriteHeader(304)
+		default:
+			w.Header().Set("Content-Length", "11")
+			io.WriteString(w, "hello world")
+		}
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	for _, tc := range []struct{ method, path string }{
+		{"HEAD", "/"}, {"GET", "/204"}, {"GET", "/304"}, {"HEAD", "/"}, {"GET", "/"},
+	} {
+		req, _ := http.NewRequest(tc.method, b.URL+tc.path, nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Released at once: the connection is idle before Close.
+		if tc.method == "HEAD" || tc.path != "/" {
+			if got := tr.idleCount(); got != 1 {
+				t.Errorf("%s %s: idle = %d before Close, want 1", tc.method, tc.path, got)
+			}
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := ""
+		if tc.method == "GET" && tc.path == "/" {
+			want = "hello world"
+		}
+		if string(body) != want {
+			t.Errorf("%s %s: body %q, want %q", tc.method, tc.path, body, want)
+		}
+		if tc.method == "HEAD" && resp.ContentLength != 11 {
+			t.Errorf("HEAD: ContentLength = %d, want 11", resp.ContentLength)
+		}
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections, want 1", got)
+	}
+}
+
+// rawServer accepts connections on loopback and hands each to serve.
+type rawServer struct {
+	ln    net.Listener
+	conns atomic.Int32
+	wg    sync.WaitGroup
+}
+
+func newRawServer(t *testing.T, serve func(n int, c net.Conn)) *rawServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &rawServer{ln: ln}
+	var mu sync.Mutex
+	var open []net.Conn
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			n := int(s.conns.Add(1))
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				serve(n, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *rawServer) url() string { return "http://" + s.ln.Addr().String() }
+
+// readRequest reads one request and its body from br.
+func readRequest(br *bufio.Reader) (*http.Request, error) {
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, req.Body)
+	return req, err
+}
+
+func TestStaleConnectionRetry(t *testing.T) {
+	t.Parallel()
+	// Every connection answers one request, then reads the next one and
+	// hangs up without answering: the race of a keep-alive timeout with
+	// a request already on its way.
+	s := newRawServer(t, func(n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n%d", n%10)
+		readRequest(br)
+	})
+	tr := newTransport(t, s.ln.Addr().String())
+	for i := range 3 {
+		_, body := get(t, tr, s.url())
+		if want := fmt.Sprint(i + 1); body != want {
+			t.Errorf("GET %d: body %q, want %q", i, body, want)
+		}
+	}
+	if got := s.conns.Load(); got != 3 {
+		t.Errorf("server accepted %d connections, want 3", got)
+	}
+
+	// A POST is not idempotent: sent once, failed, not retried.
+	req, _ := http.NewRequest("POST", s.url(), strings.NewReader("x"))
+	_, err := tr.RoundTrip(req)
+	var e *Error
+	if !errors.As(err, &e) || !e.Sent || !Sent(err) || e.Op != "read" {
+		t.Fatalf("POST on stale conn: err = %#v, want *Error{Op: read, Sent: true}", err)
+	}
+	if !errors.Is(err, io.EOF) {
+		t.Errorf("POST on stale conn: err = %v, want io.EOF inside", err)
+	}
+	if got := s.conns.Load(); got != 3 {
+		t.Errorf("server accepted %d connections, want 3 (no retry)", got)
+	}
+
+	// A PUT with GetBody is replayed on a new connection.
+	get(t, tr, s.url()) // conn 4, left idle and stale
+	req, _ = http.NewRequest("PUT", s.url(), strings.NewReader("payload"))
+	_, body := do(t, tr, req)
+	if body != "5" {
+		t.Errorf("PUT retried: body %q, want 5", body)
+	}
+}
+
+func TestServerClosedIdle(t *testing.T) {
+	t.Parallel()
+	// The server closes each connection 20ms after answering, without
+	// saying so; the peek before reuse notices, so even a POST works.
+	s := newRawServer(t, func(n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(20 * time.Millisecond)
+	})
+	tr := newTransport(t, s.ln.Addr().String())
+	for i := range 3 {
+		req, _ := http.NewRequest("POST", s.url(), strings.NewReader("x"))
+		_, body := do(t, tr, req)
+		if body != "ok" {
+			t.Errorf("POST %d: body %q", i, body)
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+	if got := s.conns.Load(); got != 3 {
+		t.Errorf("server accepted %d connections, want 3", got)
+	}
+}
+
+func TestServerClosesMidResponse(t *testing.T) {
+	t.Parallel()
+	s := newRawServer(t, func(n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/cut" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+				return
+			}
+			if req.URL.Path == "/cuthead" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Le")
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	tr := newTransport(t, s.ln.Addr().String())
+	get(t, tr, s.url())
+	resp, err := tr.RoundTrip(mustRequest(t, "GET", s.url()+"/cut"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "0123456789" || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("cut body: got %q, %v; want 10 bytes and ErrUnexpectedEOF", b, err)
+	}
+	if got := tr.idleCount(); got != 0 {
+		t.Errorf("idle = %d after a cut body, want 0", got)
+	}
+	get(t, tr, s.url())
+	// Cut in the head: a response byte came, so no retry even for GET.
+	_, err = tr.RoundTrip(mustRequest(t, "GET", s.url()+"/cuthead"))
+	if err == nil || !Sent(err) {
+		t.Errorf("cut head: err = %v, want a sent error", err)
+	}
+	if got := s.conns.Load(); got != 2 {
+		t.Errorf("server accepted %d connections, want 2", got)
+	}
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func TestResponseWithoutLength(t *testing.T) {
+	t.Parallel()
+	s := newRawServer(t, func(n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\nuntil the end")
+	})
+	tr := newTransport(t, s.ln.Addr().String())
+	for range 2 {
+		_, body := get(t, tr, s.url())
+		if body != "until the end" {
+			t.Errorf("body %q", body)
+		}
+		if got := tr.idleCount(); got != 0 {
+			t.Errorf("idle = %d, want 0", got)
+		}
+	}
+	if got := s.conns.Load(); got != 2 {
+		t.Errorf("server accepted %d connections, want 2", got)
+	}
+}
+
+func TestConnectionClose(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/close" {
+			w.Header().Set("Connection", "close")
+		}
+		io.WriteString(w, "ok")
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	get(t, tr, b.URL+"/close")
+	get(t, tr, b.URL+"/close")
+	get(t, tr, b.URL)
+	req := mustRequest(t, "GET", b.URL)
+	req.Close = true
+	do(t, tr, req)
+	get(t, tr, b.URL)
+	if got := b.conns.Load(); got != 4 {
+		t.Errorf("backend accepted %d connections, want 4", got)
+	}
+}
+
+func TestInformational(t *testing.T) {
+	t.Parallel()
+	s := newRawServer(t, func(n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := readRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n"+
+				"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"+
+				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	tr := newTransport(t, s.ln.Addr().String())
+	var got []string
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			got = append(got, fmt.Sprintf("%d %s", code, h["Link"]))
+			return nil
+		},
+	})
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.url(), nil)
+	resp, body := do(t, tr, req)
+	if resp.StatusCode != 200 || body != "ok" {
+		t.Errorf("got %d %q", resp.StatusCode, body)
+	}
+	if want := "[100 [] 103 [</a.css>; rel=preload]]"; fmt.Sprint(got) != want {
+		t.Errorf("1xx seen %v, want %s", got, want)
+	}
+	_, body = get(t, tr, s.url()) // without a trace, skipped
+	if body != "ok" {
+		t.Errorf("got %q", body)
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Errorf("server accepted %d connections, want 1", n)
+	}
+}
+
+func TestHeaderTooLarge(t *testing.T) {
+	t.Parallel()
+	s := newRawServer(t, func(n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", 20000)+"\r\nContent-Length: 0\r\n\r\n")
+	})
+	tr := newTransport(t, s.ln.Addr().String())
+	tr.MaxResponseHeaderBytes = 8 << 10
+	_, err := tr.RoundTrip(mustRequest(t, "GET", s.url()))
+	if !errors.Is(err, errHeaderTooLarge) {
+		t.Errorf("err = %v, want errHeaderTooLarge", err)
+	}
+}
+
+func TestInvalidRequest(t *testing.T) {
+	t.Parallel()
+	tr := tcpTransport("127.0.0.1:1")
+	for name, mod := range map[string]func(*http.Request){
+		"header value": func(r *http.Request) { r.Header.Set("X", "a\r\nInjected: 1") },
+		"header name":  func(r *http.Request) { r.Header["X Y"] = []string{"1"} },
+		"host":         func(r *http.Request) { r.Host = "a\nb" },
+		"method":       func(r *http.Request) { r.Method = "GET /x" },
+	} {
+		req := mustRequest(t, "GET", "http://example/")
+		mod(req)
+		_, err := tr.RoundTrip(req)
+		if err == nil || Sent(err) {
+			t.Errorf("%s: err = %v, want an unsent error", name, err)
+		}
+	}
+}
+
+func TestDialError(t *testing.T) {
+	t.Parallel()
+	errRefused := errors.New("refused")
+	tr := &Transport{Dial: func(context.Context) (net.Conn, error) { return nil, errRefused }}
+	_, err := tr.RoundTrip(mustRequest(t, "GET", "http://x/"))
+	var e *Error
+	if !errors.As(err, &e) || e.Op != "dial" || Sent(err) || !errors.Is(err, errRefused) {
+		t.Errorf("err = %v, want an unsent dial error wrapping errRefused", err)
+	}
+}
+
+func TestContextCancel(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slowhead":
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		case "/slowbody":
+			io.WriteString(w, "start")
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	get(t, tr, b.URL)
+
+	errStop := errors.New("stop")
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 50*time.Millisecond, errStop)
+	defer cancel()
+	start := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, "GET", b.URL+"/slowhead", nil)
+	_, err := tr.RoundTrip(req)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errStop) {
+		t.Errorf("slow head: err = %v, want DeadlineExceeded and its cause", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("slow head: took %v", d)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	req, _ = http.NewRequestWithContext(ctx, "GET", b.URL+"/slowbody", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "start" {
+		t.Fatalf("slow body start: %q, %v", buf, err)
+	}
+	time.AfterFunc(30*time.Millisecond, cancel)
+	start = time.Now()
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("slow body: err = %v, want Canceled", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("slow body: took %v", d)
+	}
+
+	// Neither aborted connection came back.
+	if got := tr.idleCount(); got != 0 {
+		t.Errorf("idle = %d, want 0", got)
+	}
+	get(t, tr, b.URL)
+	if got := b.conns.Load(); got != 3 {
+		t.Errorf("backend accepted %d connections, want 3", got)
+	}
+
+	// A context already done sends nothing.
+	req, _ = http.NewRequestWithContext(ctx, "GET", b.URL, nil)
+	if _, err := tr.RoundTrip(req); !errors.Is(err, context.Canceled) || Sent(err) {
+		t.Errorf("done context: err = %v, want an unsent Canceled", err)
+	}
+}
+
+func TestEarlyClose(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 1000
+		if r.URL.Path == "/big" {
+			n = 1 << 20
+		}
+		w.Write(bytes.Repeat([]byte("x"), n))
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	for _, path := range []string{"/", "/big", "/"} {
+		resp, err := tr.RoundTrip(mustRequest(t, "GET", b.URL+path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Read(make([]byte, 10))
+		resp.Body.Close()
+		if _, err := resp.Body.Read(make([]byte, 1)); !errors.Is(err, errBodyClosed) {
+			t.Errorf("read after close: %v", err)
+		}
+	}
+	// The small rests were discarded, the 1 MiB one cost its connection.
+	if got := b.conns.Load(); got != 2 {
+		t.Errorf("backend accepted %d connections, want 2", got)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	closed := &b.closed
+	tr := newTransport(t, b.Listener.Addr().String())
+	tr.IdleTimeout = 50 * time.Millisecond
+	get(t, tr, b.URL)
+	time.Sleep(20 * time.Millisecond)
+	if got := tr.idleCount(); got != 1 {
+		t.Fatalf("idle = %d, want 1", got)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for closed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if tr.idleCount() != 0 || closed.Load() != 1 {
+		t.Errorf("after IdleTimeout: idle = %d, closed = %d; want 0, 1", tr.idleCount(), closed.Load())
+	}
+	get(t, tr, b.URL) // the timer rearms
+}
+
+func TestMaxIdle(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	tr.MaxIdle = 2
+	var resps []*http.Response
+	for range 4 {
+		resp, err := tr.RoundTrip(mustRequest(t, "GET", b.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resps = append(resps, resp)
+	}
+	if got := tr.idleCount(); got != 4 {
+		// Content-Length: 0 bodies are released at once.
+		t.Logf("idle after 4 empty responses: %d", got)
+	}
+	for _, r := range resps {
+		r.Body.Close()
+	}
+	if got := tr.idleCount(); got > 2 {
+		t.Errorf("idle = %d, want at most 2", got)
+	}
+	tr.CloseIdleConnections()
+	if got := tr.idleCount(); got != 0 {
+		t.Errorf("idle after CloseIdleConnections = %d", got)
+	}
+}
+
+func TestUnixSocket(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "app.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int32
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "unix %s %s", r.Host, r.URL)
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	tr := &Transport{Dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	for range 3 {
+		_, body := get(t, tr, "http://app.example/p?q=1")
+		if want := "unix app.example /p?q=1"; body != want {
+			t.Errorf("body %q, want %q", body, want)
+		}
+	}
+	if got := conns.Load(); got != 1 {
+		t.Errorf("accepted %d connections, want 1", got)
+	}
+}
+
+func TestUpgradeThroughReverseProxy(t *testing.T) {
+	t.Parallel()
+	// The backend switches to an echo protocol.
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want upgrade", 400)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		// "early" travels with the 101, so the client's first read
+		// drains it from the transport's buffer.
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly;")
+		brw.Flush()
+		io.Copy(c, brw)
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	target, _ := url.Parse(b.URL)
+	front := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport: tr,
+	})
+	t.Cleanup(front.Close)
+
+	c, err := net.Dial("tcp", front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 {
+		t.Fatalf("status %d, want 101", resp.StatusCode)
+	}
+	io.WriteString(c, "ping")
+	buf := make([]byte, len("early;ping"))
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "early;ping" {
+		t.Errorf("echo: %q, %v", buf, err)
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Path", r.URL.Path)
+		// Read all first: net/http's server echoing a chunked body
+		// straight through stops at 512 bytes.
+		body, _ := io.ReadAll(r.Body)
+		w.Write(body)
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	tr.MaxIdle = 4
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				want := strings.Repeat(fmt.Sprintf("%d-%d,", g, i), i*50)
+				req, _ := http.NewRequest("POST", fmt.Sprintf("%s/%d/%d", b.URL, g, i), strings.NewReader(want))
+				if i%3 == 0 {
+					req.ContentLength = -1
+				}
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || string(got) != want || resp.Header.Get("X-Path") != fmt.Sprintf("/%d/%d", g, i) {
+					t.Errorf("%d/%d: got %d bytes, %v", g, i, len(got), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := tr.idleCount(); got > 4 {
+		t.Errorf("idle = %d, want at most 4", got)
+	}
+	t.Logf("400 requests over %d connections", b.conns.Load())
+}

@@ -110,8 +110,10 @@ func TestConfigSectionsAbsentAreOff(t *testing.T) {
 // must decode strictly and validate, and mention every key the structs
 // have.
 func TestExampleConfig(t *testing.T) {
-	t.Parallel()
-	data, err := os.ReadFile("../../config.example.yaml")
+	// Relative paths in the file are relative to the directory gatehouse
+	// runs in, as the README runs it: the repository root.
+	t.Chdir("../..")
+	data, err := os.ReadFile("config.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

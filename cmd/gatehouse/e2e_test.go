@@ -315,7 +315,7 @@ app: {upstreams: [%q]}
 	}
 	got := make(chan result, 1)
 	go func() {
-		res, err := http.Get(g.url + "/slow?ms=1500")
+		res, err := http.Get(g.url + "/slow?ms=3000")
 		if err != nil {
 			got <- result{err: err}
 			return
@@ -330,13 +330,18 @@ app: {upstreams: [%q]}
 		t.Fatal(err)
 	}
 	// New connections are refused once draining starts.
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(g.log.String(), "draining in-flight requests"); {
+		if time.Now().After(deadline) {
+			t.Fatal("gatehouse did not start draining within 5s of SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(g.url, "http://"), time.Second); err == nil {
 		c.Close()
 		t.Errorf("gatehouse still accepts connections while draining")
 	}
 	r := <-got
-	if r.err != nil || r.status != 200 || !strings.Contains(r.body, "slept 1500 ms") {
+	if r.err != nil || r.status != 200 || !strings.Contains(r.body, "slept 3000 ms") {
 		t.Fatalf("in-flight request: %+v, want it completed", r)
 	}
 	select {
@@ -371,7 +376,9 @@ func TestValidateCommand(t *testing.T) {
 			t.Errorf("validate output lacks %q:\n%s", want, out)
 		}
 	}
-	out, err = exec.Command(binary, "validate", "-c", "../../config.example.yaml").CombinedOutput()
+	val := exec.Command(binary, "validate", "-c", "config.example.yaml")
+	val.Dir = "../.."
+	out, err = val.CombinedOutput()
 	if err != nil {
 		t.Errorf("validate config.example.yaml: %v\n%s", err, out)
 	}

@@ -435,3 +435,26 @@ func TestExampleRuns(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // workers still booting: 503 from the queue is fine
 	}
 }
+
+func TestCompressCommand(t *testing.T) {
+	dir := t.TempDir()
+	css := strings.Repeat("body { margin: 0; padding: 0; color: #222; }\n", 50)
+	_ = os.WriteFile(filepath.Join(dir, "site.css"), []byte(css), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "photo.jpg"), []byte(css), 0o644) // never compressed by type
+	out, err := exec.Command(binary, "compress", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("compress: %v\n%s", err, out)
+	}
+	for _, ext := range []string{".br", ".zst", ".gz"} {
+		if _, err := os.Stat(filepath.Join(dir, "site.css"+ext)); err != nil {
+			t.Errorf("site.css%s not written: %v", ext, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "photo.jpg"+ext)); err == nil {
+			t.Errorf("photo.jpg%s written for an image", ext)
+		}
+	}
+	out, err = exec.Command(binary, "compress").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "Usage") {
+		t.Errorf("compress without DIR: %v %s, want usage and exit 2", err, out)
+	}
+}

@@ -371,7 +371,7 @@ func (b *wsgiBody) Read(p []byte) (int, error) {
 			b.fail(fmt.Errorf("%w: unexpected frame %q in response body", errProtocol, typ))
 		}
 	}
-	if b.left == 0 {
+	if b.err != nil {
 		return 0, b.err
 	}
 	if len(p) > b.left {
@@ -381,6 +381,7 @@ func (b *wsgiBody) Read(p []byte) (int, error) {
 	b.left -= n
 	if err != nil {
 		b.fail(unexpected(err))
+		return n, b.err
 	}
 	return n, nil
 }

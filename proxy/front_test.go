@@ -144,18 +144,7 @@ func startFront(t *testing.T, backend *httptest.Server, cfg Config) (string, *Se
 
 func getJSON(t *testing.T, req *http.Request) (map[string]string, *http.Response) {
 	t.Helper()
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var m map[string]string
-	if res.StatusCode == 200 {
-		if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return m, res
+	return getJSONWith(t, http.DefaultClient, req)
 }
 
 func TestSpoofedForwardingFromUntrustedPeer(t *testing.T) {
@@ -550,4 +539,94 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("problem %d path %q, want %q", i, got[i].Path, want)
 		}
 	}
+}
+
+func TestUnixSocketListenerAndAccessLog(t *testing.T) {
+	t.Parallel()
+	backend, _ := startBackend(t)
+	sock := filepath.Join(t.TempDir(), "gh.sock")
+	var logs syncBuf
+	cfg := testConfig(func(c *Config) {
+		c.Listen = Addrs{"unix:" + sock}
+		c.TrustedProxies = []string{"unix"}
+	})
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	s, err := New(Options{
+		Config:    cfg,
+		Pool:      &addrPool{tr: tr, addr: strings.TrimPrefix(backend.URL, "http://")},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AccessLog: slog.New(slog.NewJSONHandler(&logs, nil)),
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	req, _ := http.NewRequest("GET", "http://gatehouse/hello?q=1", nil)
+	req.Header.Set("X-Forwarded-For", "198.51.100.9")
+	req.Header.Set("User-Agent", "test-agent/1")
+	got, _ := getJSONWith(t, client, req)
+	if got["real_ip"] != "198.51.100.9" {
+		t.Errorf("behind a trusted Unix socket, X-Real-IP = %q, want the forwarded client", got["real_ip"])
+	}
+	var line map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(logs.String())), &line); err != nil {
+		t.Fatalf("access log line is not one JSON object: %q", logs.String())
+	}
+	for k, want := range map[string]any{
+		"msg": "request", "method": "GET", "path": "/hello", "status": float64(200), "host": "gatehouse",
+		"client_ip": "198.51.100.9", "user_agent": "test-agent/1", "route": "app", "request_id": got["id"],
+	} {
+		if line[k] != want {
+			t.Errorf("access log %s = %v, want %v", k, line[k], want)
+		}
+	}
+	for _, k := range []string{"time", "bytes", "duration"} {
+		if _, ok := line[k]; !ok {
+			t.Errorf("access log lacks %s: %v", k, line)
+		}
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func getJSONWith(t *testing.T, c *http.Client, req *http.Request) (map[string]string, *http.Response) {
+	t.Helper()
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var m map[string]string
+	if res.StatusCode == 200 {
+		if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m, res
 }

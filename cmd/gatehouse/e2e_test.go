@@ -254,6 +254,32 @@ log: {access: false}
 			t.Errorf("/status still shows the killed upstream %s as ready", c)
 		}
 	}
+	res, err = http.Get(g.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		`gatehouse_http_requests_total{code="200",route="app"}`,
+		`gatehouse_http_request_duration_seconds_bucket{route="app",le="0.005"}`,
+		`gatehouse_http_requests_in_flight`,
+		fmt.Sprintf(`gatehouse_upstream_healthy{upstream=%q} 0`, c),
+		fmt.Sprintf(`gatehouse_upstream_healthy{upstream=%q} 1`, a),
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		res, err := http.Get(g.admin + path)
+		if err != nil || res.StatusCode != 200 {
+			t.Errorf("%s: %v %v", path, res, err)
+		}
+		if res != nil {
+			res.Body.Close()
+		}
+	}
 }
 
 func TestReloadUnderLoadDropsNothing(t *testing.T) {

@@ -35,10 +35,13 @@ type entry struct {
 	cost    int64 // bytes charged to the cache; guarded by cache.mu
 }
 
-// variantSlot holds one encoding of a file, computed at most once.
+// variantSlot holds one encoding of a file, settled at most once. It is
+// not a sync.Once because a variant whose compression was skipped (all
+// compression slots busy) stays unsettled and is tried again later.
 type variantSlot struct {
-	once sync.Once
-	v    *variant // nil: no such variant (not worth it, or impossible)
+	mu   sync.Mutex
+	done atomic.Bool
+	v    *variant // nil when done: no such variant (not worth it, or impossible)
 }
 
 // variant is an encoded representation.

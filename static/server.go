@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,6 +106,9 @@ type Server struct {
 	internal []*mount // longest URL first
 	cache    *cache
 	metrics  *metrics
+
+	// compressing has a slot per CPU: variants being made right now.
+	compressing chan struct{}
 }
 
 // mount is one configured prefix with its open root.
@@ -131,7 +135,8 @@ type mount struct {
 func New(mounts []Config, opts Options) (*Server, error) {
 	opts.defaults()
 	s := &Server{opts: opts, log: opts.Logger.With("component", "static"),
-		cache: newCache(int64(opts.Cache.Memory), opts.Cache.Entries)}
+		cache:       newCache(int64(opts.Cache.Memory), opts.Cache.Entries),
+		compressing: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	for i := range mounts {
 		mounts[i].Defaults()
 	}
@@ -524,28 +529,45 @@ func (m *mount) immutable(rel string) bool {
 // from the bytes in memory when it saves at least 5%.
 func (m *mount) variant(e *entry, enc compress.Encoding) *variant {
 	slot := &e.variants[enc]
-	slot.once.Do(func() {
-		if *m.cfg.Precompressed {
-			if v := m.sibling(e, enc); v != nil {
-				slot.v = v
-				m.srv.cache.grow(e, int64(len(v.data)))
-				return
-			}
+	if slot.done.Load() {
+		return slot.v
+	}
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	if slot.done.Load() {
+		return slot.v
+	}
+	if *m.cfg.Precompressed {
+		if v := m.sibling(e, enc); v != nil {
+			slot.v = v
+			slot.done.Store(true)
+			m.srv.cache.grow(e, int64(len(v.data)))
+			return v
 		}
-		if !*m.cfg.Compress || e.data == nil {
-			return
-		}
-		start := time.Now()
-		level := m.srv.opts.Levels.Level(enc)
-		out := compress.Encode(enc, level, e.data)
-		m.srv.metrics.compressSeconds.Add(time.Since(start).Seconds())
-		if !compress.Worth(len(e.data), len(out)) {
-			return
-		}
+	}
+	if !*m.cfg.Compress || e.data == nil {
+		slot.done.Store(true)
+		return nil
+	}
+	// At most one compression per CPU at a time; when all are busy this
+	// request goes out in another coding or plain, and a later one does the
+	// work. Without this, a client cycling through more files than the
+	// cache holds could keep every CPU busy at brotli level 11.
+	select {
+	case m.srv.compressing <- struct{}{}:
+	default:
+		return nil
+	}
+	start := time.Now()
+	out := compress.Encode(enc, m.srv.opts.Levels.Level(enc), e.data)
+	<-m.srv.compressing
+	m.srv.metrics.compressSeconds.Add(time.Since(start).Seconds())
+	if compress.Worth(len(e.data), len(out)) {
 		out = bytes.Clone(out) // drop the buffer's slack before caching
 		slot.v = &variant{hdr: m.headers(e, enc, int64(len(out))), data: out, size: int64(len(out))}
 		m.srv.cache.grow(e, int64(len(out)))
-	})
+	}
+	slot.done.Store(true)
 	return slot.v
 }
 

@@ -764,3 +764,28 @@ func TestNotWorthSiblings(t *testing.T) {
 		t.Errorf("incompressible file sent as %q", w.Header().Get("Content-Encoding"))
 	}
 }
+
+// TestCompressionSlotsBusy: when every compression slot is taken, a file
+// goes out plain at once instead of waiting, and gets its variant later.
+func TestCompressionSlotsBusy(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{}, nil)
+	for range cap(f.srv.compressing) {
+		f.srv.compressing <- struct{}{}
+	}
+	resp, body := f.do(t, "GET", "/static/css/site.css", hdr("Accept-Encoding", "br"))
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(body, css) {
+		t.Fatalf("busy: %d %q", resp.StatusCode, resp.Header.Get("Content-Encoding"))
+	}
+	// Precompressed siblings need no slot.
+	if resp, _ := f.do(t, "GET", "/static/css/pre.css", hdr("Accept-Encoding", "br")); resp.Header.Get("Content-Encoding") != "br" {
+		t.Fatalf("sibling while busy: %q", resp.Header.Get("Content-Encoding"))
+	}
+	for range cap(f.srv.compressing) {
+		<-f.srv.compressing
+	}
+	resp, _ = f.do(t, "GET", "/static/css/site.css", hdr("Accept-Encoding", "br"))
+	if resp.Header.Get("Content-Encoding") != "br" {
+		t.Fatalf("after: %q", resp.Header.Get("Content-Encoding"))
+	}
+}

@@ -24,6 +24,7 @@ DURATION=${DURATION:-5}
 RUNS=${RUNS:-3}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
+MANY_DURATION=${MANY_DURATION:-20}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
@@ -198,12 +199,14 @@ rss_kb() { # pid -> total RSS of it and its children, KiB
 	done
 	echo $total
 }
-declare -A RSS_BEFORE RSS_AFTER
+declare -A RSS_BEFORE RSS_AFTER REQS
 for sp in $SERVERS; do
 	name=${sp%%:*}; port=${sp##*:}
 	pid_var=$( [ $name = gatehouse ] && echo $GH_PID || { [ $name = nginx ] && echo $NG_PID || echo $CD_PID; } )
 	RSS_BEFORE[$name]=$(rss_kb $pid_var)
-	wrk -t1 -c8 -d4s -s "$WORK/many.lua" "http://127.0.0.1:$port" >/dev/null
+	# Long enough for every file to be asked for at least once even while
+	# gatehouse compresses each on first use.
+	REQS[$name]=$(wrk -t1 -c8 -d${MANY_DURATION}s -s "$WORK/many.lua" "http://127.0.0.1:$port" | awk '/requests in/{print $1}')
 	RSS_AFTER[$name]=$(rss_kb $pid_var)
 done
 
@@ -232,8 +235,8 @@ echo
 echo "raw runs (each ${DURATION}s, -c$CONNS -t$THREADS; big uses -c4):"
 for k in $(echo "${!RESULTS[@]}" | tr ' ' '\n' | grep -v ':med$' | sort); do echo "  $k:${RESULTS[$k]}"; done
 echo
-echo "RSS after one request for each of 10,000 distinct files (before -> after, MiB):"
+echo "RSS after requests cycling over 10,000 distinct files (before -> after, MiB):"
 for sp in $SERVERS; do
 	name=${sp%%:*}
-	awk -v n=$name -v a=${RSS_BEFORE[$name]} -v b=${RSS_AFTER[$name]} 'BEGIN{printf "  %-10s %6.1f -> %6.1f\n", n, a/1024, b/1024}'
+	awk -v n=$name -v a=${RSS_BEFORE[$name]} -v b=${RSS_AFTER[$name]} -v r=${REQS[$name]} 'BEGIN{printf "  %-10s %6.1f -> %6.1f   (%d requests)\n", n, a/1024, b/1024, r}'
 done

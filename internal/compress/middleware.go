@@ -2,6 +2,7 @@ package compress
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -281,6 +282,23 @@ func (cw *responseWriter) Write(p []byte) (int, error) {
 	}
 	return cw.rw.Write(p)
 }
+
+// ReadFrom keeps sendfile and splice working for bodies passed through
+// unchanged (io.Copy from a file or an upstream connection).
+func (cw *responseWriter) ReadFrom(src io.Reader) (int64, error) {
+	if cw.state == undecided && cw.rw.Header().Get("Content-Type") != "" {
+		cw.WriteHeader(http.StatusOK)
+	}
+	if cw.state == passing {
+		if rf, ok := cw.rw.(io.ReaderFrom); ok {
+			return rf.ReadFrom(src)
+		}
+	}
+	return io.Copy(writerOnly{cw}, src)
+}
+
+// writerOnly hides ReadFrom so io.Copy does not recurse into it.
+type writerOnly struct{ io.Writer }
 
 // Flush sends what the app wrote so far: a body still below MinSize is
 // committed to compression, then the encoder and the connection are flushed.

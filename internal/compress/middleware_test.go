@@ -297,3 +297,26 @@ func BenchmarkMiddleware(b *testing.B) {
 		h.ServeHTTP(w, req)
 	}
 }
+
+// TestMiddlewareReadFrom: bodies copied with io.Copy (files, upstream
+// bodies) come out right whether compressed or passed through.
+func TestMiddlewareReadFrom(t *testing.T) {
+	t.Parallel()
+	srv := serve(t, Config{}, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", r.URL.Query().Get("ct"))
+		io.Copy(w, bytes.NewReader(page))
+	})
+	for _, c := range []struct{ ct, ce string }{{"text/html", "gzip"}, {"image/png", ""}} {
+		resp, body := get(t, "GET", srv.URL+"/?ct="+c.ct, map[string]string{"Accept-Encoding": "gzip"})
+		if got := resp.Header.Get("Content-Encoding"); got != c.ce {
+			t.Errorf("%s: Content-Encoding %q", c.ct, got)
+		}
+		e, _ := ParseEncoding(c.ce)
+		if c.ce == "" {
+			e = Identity
+		}
+		if dec, err := Decode(e, body); err != nil || !bytes.Equal(dec, page) {
+			t.Errorf("%s: body differs (%v)", c.ct, err)
+		}
+	}
+}

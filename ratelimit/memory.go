@@ -6,47 +6,58 @@ import (
 	"sync/atomic"
 )
 
-// memoryStore keeps buckets in RAM: 64 shards, each a map from the 64-bit
-// key hash to a slot holding the TAT, guarded by its own mutex, so two
-// requests contend only when their keys land in the same shard. Keys are
-// hashes (maphash with a per-process random seed), not strings: 24 bytes a
-// slot plus about 20 in the map, and no allocation to build a key. Two
-// clients share a bucket only on a 64-bit collision, which an attacker
-// cannot aim for without the seed.
+// memoryStore keeps buckets in RAM: 64 shards, each an open-addressing
+// hash table guarded by its own mutex, so two requests contend only when
+// their keys land in the same shard. Keys are 64-bit hashes (maphash with
+// a per-process random seed), not strings: a bucket is one 16-byte slot
+// (key, TAT) in a table kept at most 3/4 full, about 32 bytes a bucket,
+// one cache miss to find it and no allocation to build its key. Two
+// clients share a bucket only on a hash collision (about 2^-57 for a
+// pair), which an attacker cannot aim for without the seed.
 //
-// Each shard holds at most max/64 slots. A new key in a full shard takes
+// Each shard holds at most max/64 buckets. A new key in a full shard takes
 // the slot of an idle bucket (one that is full again: forgetting it changes
 // nothing) or else of one not used since the clock hand last passed (the
-// CLOCK approximation of least recently used). A flood of one-time keys
-// thus replaces itself and leaves clients that come back in place.
+// CLOCK approximation of least recently used), looking at a bounded number
+// of slots. A flood of one-time keys thus replaces itself and leaves the
+// clients that come back in place. Each insert also looks at one slot and
+// drops it if idle, so the table shrinks back to the live buckets without a
+// background goroutine.
 type memoryStore struct {
 	shards  [numShards]shard
 	evicted atomic.Uint64
 }
 
-const numShards = 64
+const (
+	numShards  = 64
+	shardShift = 58 // the top 6 bits of a hash pick the shard
+
+	// In a slot's key the top bit, which the shard already fixes, holds
+	// the CLOCK reference bit instead; 0 marks an empty slot.
+	refBit  = uint64(1) << 63
+	keyMask = refBit - 1
+)
 
 type slot struct {
-	key uint64
+	key uint64 // hash&keyMask|1, plus refBit; 0: empty
 	tat int64
-	ref bool // used since the hand last passed
 }
 
 type shard struct {
 	mu    sync.Mutex
-	index map[uint64]int32
-	slots []slot
+	slots []slot // len is a power of two
+	n     int    // buckets held
 	max   int
 	hand  int
-	_     [40]byte // keep hot shards on separate cache lines
+	_     [16]byte // keep neighbouring shards' locks on separate cache lines
 }
 
 func newMemoryStore(maxKeys int) *memoryStore {
 	m := &memoryStore{}
 	per := max(maxKeys/numShards, 16)
 	for i := range m.shards {
-		m.shards[i].index = make(map[uint64]int32)
 		m.shards[i].max = per
+		m.shards[i].slots = make([]slot, 16)
 	}
 	return m
 }
@@ -57,29 +68,45 @@ func (m *memoryStore) Len() int {
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()
-		n += len(s.slots)
+		n += s.n
 		s.mu.Unlock()
 	}
 	return n
 }
 
-// take decides for one bucket and, when refund is set, gives back a token
-// that take granted earlier (a later bucket of the same request refused).
-func (m *memoryStore) take(key uint64, now int64, p policyParams) Result {
-	s := &m.shards[key>>58]
+// slotKey is a hash as stored in a slot (without the reference bit).
+func slotKey(h uint64) uint64 { return h&keyMask | 1 }
+
+// find returns the index of key's slot, or -1.
+func (s *shard) find(key uint64) int {
+	mask := len(s.slots) - 1
+	for i := int(key) & mask; ; i = (i + 1) & mask {
+		k := s.slots[i].key
+		if k&keyMask == key {
+			return i
+		}
+		if k == 0 {
+			return -1
+		}
+	}
+}
+
+// take decides for one bucket at now.
+func (m *memoryStore) take(h uint64, now int64, p policyParams) Result {
+	s := &m.shards[h>>shardShift]
+	key := slotKey(h)
 	s.mu.Lock()
-	i, ok := s.index[key]
+	i := s.find(key)
 	var tat int64
-	if ok {
+	if i >= 0 {
 		tat = s.slots[i].tat
 	}
 	newTat, res := gcra(tat, now, p)
-	if ok {
-		s.slots[i].tat = newTat
-		s.slots[i].ref = true
+	if i >= 0 {
+		s.slots[i] = slot{key: key | refBit, tat: newTat}
 	} else if res.Allowed {
-		// A refused request on an absent bucket cannot happen (it starts
-		// full), so only allowed ones create slots.
+		// A missing bucket is a full one, so it can only allow; a refusal
+		// never creates a slot.
 		if s.insert(key, newTat, now) {
 			m.evicted.Add(1)
 		}
@@ -88,79 +115,125 @@ func (m *memoryStore) take(key uint64, now int64, p policyParams) Result {
 	return res
 }
 
-// refund returns one token to a bucket.
-func (m *memoryStore) refund(key uint64, p policyParams) {
-	s := &m.shards[key>>58]
+// refund gives back a token that take granted (a later bucket of the same
+// request refused).
+func (m *memoryStore) refund(h uint64, p policyParams) {
+	s := &m.shards[h>>shardShift]
 	s.mu.Lock()
-	if i, ok := s.index[key]; ok {
+	if i := s.find(slotKey(h)); i >= 0 {
 		s.slots[i].tat -= p.interval
 	}
 	s.mu.Unlock()
 }
 
-// insert adds a slot, evicting one when the shard is full; it reports
-// whether a live (not idle) bucket was evicted.
+// insert adds a bucket for a key that is not in the shard, evicting one
+// when the shard is full; it reports whether a live bucket was evicted.
 func (s *shard) insert(key uint64, tat, now int64) (evictedLive bool) {
-	// Sweep: look at one slot per insert and drop it if it is idle, so
-	// the store shrinks back to the live buckets without a background
-	// goroutine.
-	if n := len(s.slots); n > 0 {
-		h := s.hand % n
-		if s.slots[h].tat <= now {
-			s.remove(h)
-		} else {
-			s.hand = h + 1
-		}
-		if s.hand >= len(s.slots) {
-			s.hand = 0
-		}
+	// Sweep: drop the slot under the hand if it is idle.
+	if h := s.hand & (len(s.slots) - 1); s.slots[h].key != 0 && s.slots[h].tat <= now {
+		s.deleteAt(h)
+	} else {
+		s.hand = h + 1
 	}
-	if len(s.slots) < s.max {
-		s.index[key] = int32(len(s.slots))
-		s.slots = append(s.slots, slot{key: key, tat: tat})
-		return false
+	if s.n >= s.max {
+		evictedLive = s.evict(now)
 	}
-	// CLOCK: skip (and clear) recently used slots, at most a few steps so a
-	// shard full of busy clients still costs O(1); an idle slot is taken at
-	// once.
+	if (s.n+1)*4 > len(s.slots)*3 {
+		s.grow()
+	}
+	mask := len(s.slots) - 1
+	i := int(key) & mask
+	for s.slots[i].key != 0 {
+		i = (i + 1) & mask
+	}
+	s.slots[i] = slot{key: key, tat: tat}
+	s.n++
+	return evictedLive
+}
+
+// evict frees one slot by CLOCK: an idle bucket at once, else the first
+// one not referenced since the hand last passed, looking at no more than
+// 32 slots so a shard full of busy clients still costs O(1).
+func (s *shard) evict(now int64) (live bool) {
+	mask := len(s.slots) - 1
 	victim := -1
-	for range 8 {
-		h := s.hand
-		s.hand++
-		if s.hand == len(s.slots) {
-			s.hand = 0
-		}
+	for range 32 {
+		h := s.hand & mask
+		s.hand = h + 1
 		sl := &s.slots[h]
+		if sl.key == 0 {
+			continue
+		}
 		if sl.tat <= now {
 			victim = h
 			break
 		}
-		if !sl.ref {
-			victim = h
-			evictedLive = true
+		if sl.key&refBit == 0 {
+			victim, live = h, true
 			break
 		}
-		sl.ref = false
+		if victim < 0 {
+			victim = h // the fallback if every slot looked at is busy
+		}
+		sl.key &^= refBit
 	}
 	if victim < 0 {
-		victim = s.hand
-		evictedLive = true
+		// 32 empty slots in a row in a full shard cannot happen at 3/4
+		// load for long; take the first bucket found.
+		for victim = s.hand & mask; s.slots[victim].key == 0; victim = (victim + 1) & mask {
+		}
 	}
-	delete(s.index, s.slots[victim].key)
-	s.slots[victim] = slot{key: key, tat: tat}
-	s.index[key] = int32(victim)
-	return evictedLive
+	if s.slots[victim].tat > now {
+		live = true
+	}
+	s.deleteAt(victim)
+	return live
 }
 
-// remove drops slot i, moving the last slot into its place.
-func (s *shard) remove(i int) {
-	delete(s.index, s.slots[i].key)
-	last := len(s.slots) - 1
-	if i != last {
-		s.slots[i] = s.slots[last]
-		s.index[s.slots[i].key] = int32(i)
+// deleteAt empties slot i and shifts later slots of the same probe run
+// back (backward-shift deletion), so lookups never need tombstones.
+func (s *shard) deleteAt(i int) {
+	mask := len(s.slots) - 1
+	j := i
+	for {
+		j = (j + 1) & mask
+		k := s.slots[j].key
+		if k == 0 {
+			break
+		}
+		home := int(k&keyMask) & mask
+		// The slot at j may move to i unless its home lies cyclically in
+		// (i, j].
+		if i <= j {
+			if i < home && home <= j {
+				continue
+			}
+		} else if i < home || home <= j {
+			continue
+		}
+		s.slots[i] = s.slots[j]
+		i = j
 	}
-	s.slots = s.slots[:last]
+	s.slots[i] = slot{}
+	s.n--
+}
+
+// grow doubles the table.
+func (s *shard) grow() {
+	old := s.slots
+	s.slots = make([]slot, 2*len(old))
+	mask := len(s.slots) - 1
+	for _, sl := range old {
+		if sl.key == 0 {
+			continue
+		}
+		i := int(sl.key&keyMask) & mask
+		for s.slots[i].key != 0 {
+			i = (i + 1) & mask
+		}
+		s.slots[i] = sl
+	}
+	s.hand = 0
 }
 
 func hashBytes(l *Limiter, b []byte) uint64 { return maphash.Bytes(l.seed, b) }

@@ -1,6 +1,8 @@
 package static
 
 import (
+	"net/http/httptest"
+	"net/url"
 	"path"
 	"strings"
 	"testing"
@@ -111,6 +113,34 @@ func FuzzCleanPath(f *testing.F) {
 		// would open.
 		if c2, _, ok2 := cleanPath(escapeSegments(clean)); !ok2 || c2 != clean {
 			t.Fatalf("%q -> %q -> %q, %v", in, clean, c2, ok2)
+		}
+	})
+}
+
+// FuzzServe sends arbitrary paths to a mount and to ServeInternal: no
+// panic, and never a byte of the file that lies outside every root.
+func FuzzServe(f *testing.F) {
+	for _, s := range []string{"/static/css/site.css", "/static/../secret.txt", "/protected", "/protected/%2e%2e/secret.txt", "/static/escape/secret.txt", "/static"} {
+		f.Add(s)
+	}
+	fx := newFixture(f, Options{}, nil)
+	f.Fuzz(func(t *testing.T, p string) {
+		u, err := url.Parse(p)
+		if err != nil || u.Path == "" {
+			return
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL = u
+		w := httptest.NewRecorder()
+		if h, ok := fx.srv.Match(u.Path); ok {
+			h.ServeHTTP(w, r)
+		}
+		w2 := httptest.NewRecorder()
+		fx.srv.ServeInternal(w2, r, p)
+		for _, b := range [][]byte{w.Body.Bytes(), w2.Body.Bytes()} {
+			if strings.Contains(string(b), "TOP-SECRET") {
+				t.Fatalf("%q leaked the secret", p)
+			}
 		}
 	})
 }

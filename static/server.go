@@ -240,6 +240,9 @@ func (s *Server) ServeInternal(w http.ResponseWriter, r *http.Request, target st
 			m.notFound(w, r)
 			return true
 		}
+		if len(clean) < len(u) {
+			clean, dir = u, true // "/protected" names the mount's folder
+		}
 		m.serve(w, r, clean, dir)
 		return true
 	}

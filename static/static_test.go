@@ -40,7 +40,7 @@ type fixture struct {
 }
 
 // writeFile writes name under dir, creating folders.
-func writeFile(t *testing.T, dir, name string, data []byte) {
+func writeFile(t testing.TB, dir, name string, data []byte) {
 	t.Helper()
 	if err := writeFileErr(dir, name, data); err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func writeFileErr(dir, name string, data []byte) error {
 // secret outside them all, and serves them behind a small front that does
 // what the proxy does: Match for public mounts, and X-Accel-Redirect from
 // a fake app at /app/.
-func newFixture(t *testing.T, opts Options, tweak func(*fixture, []Config) []Config) *fixture {
+func newFixture(t testing.TB, opts Options, tweak func(*fixture, []Config) []Config) *fixture {
 	t.Helper()
 	f := &fixture{dir: t.TempDir()}
 	f.static = filepath.Join(f.dir, "staticfiles")
@@ -585,6 +585,12 @@ func TestXAccelRedirect(t *testing.T) {
 	for _, target := range []string{"/static/css/site.css", "/media/upload.html", "/etc/passwd", "/protectedx/report.pdf", "relative"} {
 		if resp, body := f.do(t, "GET", "/app/x?accel="+urlQuery(target), nil); resp.StatusCode != 502 {
 			t.Errorf("accel %s: %d %q", target, resp.StatusCode, body)
+		}
+	}
+	// The mount's own folder, with and without the slash: its index.
+	for _, target := range []string{"/protected", "/protected/"} {
+		if resp, _ := f.do(t, "GET", "/app/x?accel="+target, nil); resp.StatusCode != 404 {
+			t.Errorf("accel %s: %d (no index.html at the top)", target, resp.StatusCode)
 		}
 	}
 	// Missing file under an internal root: 404 from the mount.

@@ -18,9 +18,9 @@ type Config struct {
 	// AUTH) when several gatehouse instances share one limit.
 	Store string `yaml:"store"`
 	// MaxKeys caps the buckets the memory store (and the local fallback of
-	// the Redis store) keeps. When full, the least recently used go first;
-	// a bucket that is full again is dropped whenever it is met, as it is
-	// the same as no bucket. Default 1,000,000 (about 64 MB).
+	// the Redis store) keeps. When full, idle buckets (full again, the same
+	// as no bucket) go first, then the least recently used. Default
+	// 1,000,000 (about 34 MB); at least 1024.
 	MaxKeys int `yaml:"max_keys"`
 	// IP is the limit for a request that names no plan, keyed by the client
 	// IP (IPv6 grouped by IPv6Prefix). Zero rate: no such limit.

@@ -92,12 +92,17 @@
 //
 // # Stores
 //
-// The memory store keeps buckets in 64 shards, each with its own lock; a
-// bucket is its GCRA arrival time (8 bytes) under a 64-bit hash of its key,
-// about 60 bytes in all. max_keys (1,000,000) is a hard cap: a full shard
-// first drops buckets that are full again (they carry no information),
-// then the least recently used (CLOCK). Deciding for an allowed request
-// allocates nothing.
+// The memory store keeps buckets in 64 shards, each an open-addressing
+// table with its own lock; a bucket is its GCRA arrival time (8 bytes)
+// under a 64-bit hash of its key, about 34 bytes in all with the table's
+// slack. max_keys (1,000,000) is a hard cap: a full shard first drops
+// buckets that are full again (they carry no information), then the least
+// recently used (CLOCK). Deciding for an allowed request allocates
+// nothing; the RateLimit header adds one small allocation (headers: limited
+// or never removes it).
+//
+// One Limiter per prometheus.Registerer: on SIGHUP call Reload rather than
+// building a second Limiter, which would register the same metrics again.
 //
 // The Redis store runs one Lua script per request (all of its buckets, one
 // round trip) on Redis's clock; keys expire by themselves when full again.

@@ -454,3 +454,20 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	return out
 }
+
+// TestForwardedHeadersIgnored: the limiter keys by the address the front
+// resolved, never by a header the client wrote.
+func TestForwardedHeadersIgnored(t *testing.T) {
+	l := newLimiter(t, "ratelimit:\n  ip: {rate: 1/h, burst: 1}\n", newClock(), nil)
+	a := do(l, "GET", "/", "192.0.2.1", "X-Forwarded-For", "203.0.113.1")
+	b := do(l, "GET", "/", "192.0.2.1", "X-Forwarded-For", "203.0.113.2", "X-Real-IP", "203.0.113.3", "Forwarded", "for=203.0.113.4")
+	if a.Code != 200 || b.Code != 429 {
+		t.Fatalf("spoofed forwarding headers: got %d %d, want 200 429", a.Code, b.Code)
+	}
+	r := request("GET", "/", "192.0.2.1")
+	w := httptest.NewRecorder()
+	l.Wrap(okHandler).ServeHTTP(w, r)
+	if got := reqinfo.From(r.Context()).Reason; got != "rate_limited" {
+		t.Fatalf("info.Reason = %q, want rate_limited", got)
+	}
+}

@@ -25,6 +25,8 @@ const (
 	discardLimit = 256 << 10
 	// discardWait bounds how long Close waits for that rest.
 	discardWait = 100 * time.Millisecond
+	// earlyWait bounds the look for an answer after a failed write.
+	earlyWait = 100 * time.Millisecond
 	// max1xx bounds the informational responses skipped before the final
 	// one, so a backend cannot keep a request busy with endless 103s.
 	max1xx = 16
@@ -219,39 +221,33 @@ func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trac
 	if trace != nil && trace.WroteRequest != nil {
 		trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
 	}
-	if err != nil {
-		return fail(outcome{op: "write", err: err, bodyTouched: touched})
-	}
-
-	c.br = readers.Get().(*bufio.Reader)
-	c.br.Reset(c)
-	c.limit, c.capped = t.maxHeader(), true
-	if _, err := c.br.Peek(1); err != nil {
-		return fail(outcome{op: "read", err: err, bodyTouched: touched})
-	}
-	if trace != nil && trace.GotFirstResponseByte != nil {
-		trace.GotFirstResponseByte()
-	}
 	var resp *http.Response
-	for n := 0; ; n++ {
-		resp, err = http.ReadResponse(c.br, r)
+	if werr := err; werr != nil {
+		x := outcome{op: "write", err: werr, bodyTouched: touched}
+		if !c.wrote || !connGone(werr) || ctx.Err() != nil {
+			return fail(x)
+		}
+		// The backend may have answered before reading the whole
+		// request (a 413) and closed: that answer is worth more than
+		// the write error. Look briefly; a stale connection just says
+		// EOF or reset at once.
+		c.nc.SetReadDeadline(time.Now().Add(earlyWait))
+		resp, x.gotByte, err = t.readHead(c, r, trace)
 		if err != nil {
-			return fail(outcome{op: "read", err: err, gotByte: true, bodyTouched: touched})
+			return fail(x)
 		}
-		code := resp.StatusCode
-		if code < 100 || code >= 200 || code == http.StatusSwitchingProtocols {
-			break
+		c.nc.SetReadDeadline(time.Time{})
+		if ctx.Err() != nil {
+			return fail(x) // the deadline cleared may have been the abort
 		}
-		if n == max1xx {
-			return fail(outcome{op: "read", err: errors.New("too many 1xx responses"), gotByte: true, bodyTouched: true})
-		}
-		if trace != nil && trace.Got1xxResponse != nil {
-			if err := trace.Got1xxResponse(code, textprotoHeader(resp.Header)); err != nil {
-				return fail(outcome{op: "read", err: err, gotByte: true, bodyTouched: true})
-			}
+		resp.Close = true
+	} else {
+		var gotByte bool
+		resp, gotByte, err = t.readHead(c, r, trace)
+		if err != nil {
+			return fail(outcome{op: "read", err: err, gotByte: gotByte, bodyTouched: touched})
 		}
 	}
-	c.capped = false
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if stop != nil && !stop() {
@@ -272,11 +268,44 @@ func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trac
 	return resp, outcome{}
 }
 
+// readHead reads the final response head from c, skipping (and tracing)
+// informational ones. gotByte reports whether any response byte came.
+func (t *Transport) readHead(c *conn, r *http.Request, trace *httptrace.ClientTrace) (resp *http.Response, gotByte bool, err error) {
+	if c.br == nil {
+		c.br = readers.Get().(*bufio.Reader)
+		c.br.Reset(c)
+	}
+	c.limit, c.capped = t.maxHeader(), true
+	defer func() { c.capped = false }()
+	if _, err := c.br.Peek(1); err != nil {
+		return nil, false, err
+	}
+	if trace != nil && trace.GotFirstResponseByte != nil {
+		trace.GotFirstResponseByte()
+	}
+	for n := 0; ; n++ {
+		resp, err = http.ReadResponse(c.br, r)
+		if err != nil {
+			return nil, true, err
+		}
+		code := resp.StatusCode
+		if code < 100 || code >= 200 || code == http.StatusSwitchingProtocols {
+			return resp, true, nil
+		}
+		if n == max1xx {
+			return nil, true, errors.New("too many 1xx responses")
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, true, err
+			}
+		}
+	}
+}
+
 func isChunked(te []string) bool {
 	return len(te) > 0 && te[0] == "chunked"
 }
-
-func textprotoHeader(h http.Header) textproto.MIMEHeader { return textproto.MIMEHeader(h) }
 
 // release ends an exchange on c: back to the idle list when it can be
 // reused, closed otherwise.
@@ -356,8 +385,10 @@ func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace) (
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{t: t, nc: nc}
-	c.peek = peeker(nc)
+	c := &conn{t: t, nc: nc, peek: peeker(nc)}
+	t.mu.Lock()
+	c.gen = t.closed
+	t.mu.Unlock()
 	if trace != nil && trace.GotConn != nil {
 		trace.GotConn(httptrace.GotConnInfo{Conn: nc})
 	}
@@ -528,24 +559,25 @@ func (b *body) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.reading = false
-	if err == nil {
+	if err == nil && !b.closed {
 		return n, nil
 	}
 	c := b.c
 	b.c = nil
-	if err == io.EOF && !b.closed {
+	switch {
+	case b.closed:
+		// Close came during the Read and aborted the conn.
+		b.err = errBodyClosed
+		c.t.release(c, b.stop, false)
+		return n, errBodyClosed
+	case err == io.EOF:
 		b.err = io.EOF
 		c.t.release(c, b.stop, b.keep)
 		return n, io.EOF
 	}
-	if b.closed {
-		err = errBodyClosed
-	} else {
-		err = &Error{Op: "read body", Sent: true, Err: ctxErr(b.ctx, err)}
-	}
-	b.err = err
+	b.err = &Error{Op: "read body", Sent: true, Err: ctxErr(b.ctx, err)}
 	c.t.release(c, b.stop, false)
-	return n, err
+	return n, b.err
 }
 
 // Close gives the connection back if the body was read to the end or the

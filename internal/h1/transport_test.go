@@ -841,3 +841,78 @@ func TestConcurrent(t *testing.T) {
 	}
 	t.Logf("400 requests over %d connections", b.conns.Load())
 }
+
+func TestEarlyAnswer(t *testing.T) {
+	t.Parallel()
+	// The backend refuses a large upload without reading it, as an app
+	// enforcing a body limit does; net/http's server then closes the
+	// connection after a short linger.
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > 1<<20 {
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	req, _ := http.NewRequest("POST", b.URL, bytes.NewReader(make([]byte, 64<<20)))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Logf("early answer lost to the write error: %v", err)
+		if Sent(err) != true {
+			t.Errorf("Sent = false after writing")
+		}
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || !strings.Contains(string(body), "too large") {
+		t.Errorf("got %d %q, want 413", resp.StatusCode, body)
+	}
+	if got := tr.idleCount(); got != 0 {
+		t.Errorf("idle = %d, want 0", got)
+	}
+}
+
+func TestCloseIdleThenReuse(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	get(t, tr, b.URL)
+	resp, err := tr.RoundTrip(mustRequest(t, "GET", b.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.CloseIdleConnections()
+	resp.Body.Close() // in use during CloseIdleConnections: not kept
+	for range 3 {
+		get(t, tr, b.URL)
+	}
+	if got := b.conns.Load(); got != 2 {
+		t.Errorf("backend accepted %d connections, want 2", got)
+	}
+}
+
+func TestCloseDuringRead(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "start")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	resp, err := tr.RoundTrip(mustRequest(t, "GET", b.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	io.ReadFull(resp.Body, buf)
+	time.AfterFunc(30*time.Millisecond, func() { resp.Body.Close() })
+	_, err = io.ReadAll(resp.Body)
+	if !errors.Is(err, errBodyClosed) {
+		t.Errorf("err = %v, want errBodyClosed", err)
+	}
+	if got := tr.idleCount(); got != 0 {
+		t.Errorf("idle = %d, want 0", got)
+	}
+}

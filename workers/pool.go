@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse/gatehouse/internal/backend"
+	"github.com/gatehouse/gatehouse/internal/h1"
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
@@ -192,8 +193,7 @@ func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 			}
 			return resp, nil
 		}
-		var de *dialError
-		if errors.As(err, &de) && !sent.Load() && r.Context().Err() == nil {
+		if unsent(err, sent.Load()) && r.Context().Err() == nil {
 			// Refused before a byte was sent: safe to try another backend.
 			// (A request written to a reused connection that then broke may
 			// be retried by http.Transport on a new one; if that dial is
@@ -563,12 +563,13 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "connecting: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// newTransport returns a keep-alive transport that dials one fixed address
-// and reports connection failures as dialError.
-func newTransport(network, addr string, maxIdle int) *http.Transport {
+// newTransport returns a keep-alive HTTP/1.1 transport (internal/h1, which
+// does each exchange on the caller's goroutine) to one fixed address, that
+// reports connection failures as dialError.
+func newTransport(network, addr string, maxIdle int) *h1.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	return &h1.Transport{
+		Dial: func(ctx context.Context) (net.Conn, error) {
 			c, err := d.DialContext(ctx, network, addr)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -578,13 +579,23 @@ func newTransport(network, addr string, maxIdle int) *http.Transport {
 			}
 			return c, nil
 		},
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   max(maxIdle, 64),
-		IdleConnTimeout:       60 * time.Second,
-		DisableCompression:    true, // the front compresses; pass the app's bytes through
-		ExpectContinueTimeout: 0,
-		ForceAttemptHTTP2:     false,
+		MaxIdle:     max(maxIdle, 64),
+		IdleTimeout: 60 * time.Second,
 	}
+}
+
+// unsent reports whether a failed attempt certainly sent nothing of the
+// request, so another backend may run it without running it twice.
+func unsent(err error, wroteHeaders bool) bool {
+	var de *dialError
+	if !errors.As(err, &de) {
+		return false
+	}
+	var he *h1.Error
+	if errors.As(err, &he) {
+		return !he.Sent
+	}
+	return !wroteHeaders
 }
 
 // Status is the pool's snapshot for /status.

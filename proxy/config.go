@@ -231,38 +231,3 @@ func (c *AdminConfig) Validate() error {
 	}
 	return nil
 }
-
-// TLSConfig is the `tls:` section.
-type TLSConfig struct {
-	// Mode is auto (ACME), manual, self_signed or off. Default off when
-	// server.listen_tls is empty.
-	Mode         string        `yaml:"mode"`
-	Email        string        `yaml:"email"`
-	CA           string        `yaml:"ca"`
-	CARoot       string        `yaml:"ca_root"`
-	Storage      string        `yaml:"storage"`
-	CertFile     string        `yaml:"cert_file"`
-	KeyFile      string        `yaml:"key_file"`
-	HSTS         conf.Duration `yaml:"hsts"`
-	RedirectHTTP *bool         `yaml:"redirect_http"`
-}
-
-// Defaults fills zero fields.
-func (c *TLSConfig) Defaults() {
-	if c.Mode == "" {
-		c.Mode = "off"
-	}
-}
-
-// Validate reports problems relative to `tls`.
-func (c *TLSConfig) Validate() error {
-	switch c.Mode {
-	case "off":
-		return nil
-	case "auto", "manual", "self_signed":
-		// Certificate handling (certmagic) is not built yet; refusing is
-		// better than serving plain HTTP where the user asked for HTTPS.
-		return conf.Errorf("mode", "%q is not available in this version of gatehouse yet: use off and terminate TLS in front of it", c.Mode)
-	}
-	return conf.Errorf("mode", "must be auto, manual, self_signed or off, got %q", c.Mode)
-}

@@ -54,6 +54,15 @@ type front struct {
 	app     http.Handler // nil when there is no app section
 	obs     *observer
 	log     *slog.Logger
+	tls     *frontTLS // nil without TLS
+}
+
+// frontTLS is the HTTPS policy of a generation.
+type frontTLS struct {
+	certs     certSource
+	hsts      string // Strict-Transport-Security value, "" for none
+	redirect  bool
+	httpsPort string // "" for 443
 }
 
 type headerRule struct {
@@ -137,9 +146,25 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set("X-Request-Id", info.ID)
 
 	info.Host = canonicalHost(r.Host)
-	if !f.hosts.allows(info.Host) {
+	if f.tls != nil && r.TLS == nil && f.tls.certs.httpChallenge(rec, r) {
+		// ACME HTTP-01: answered only for tokens of a pending order, so it
+		// may come before the Host check (on-demand names are not listed).
+		info.Route = "acme"
+		return
+	}
+	if !f.hosts.allows(info.Host) && !f.onDemandHost(r, info.Host) {
 		f.refuse(rec, r, info, http.StatusMisdirectedRequest, "host_not_allowed")
 		return
+	}
+	if f.tls != nil {
+		if r.TLS != nil && f.tls.hsts != "" {
+			rec.hsts = f.tls.hsts
+		}
+		if f.tls.redirect && !info.TLS {
+			info.Route = "redirect"
+			f.redirectHTTPS(rec, r)
+			return
+		}
 	}
 	r = r.WithContext(reqinfo.With(r.Context(), info))
 
@@ -159,6 +184,36 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	info.Route = "app"
 	f.app.ServeHTTP(rec, r)
+}
+
+// onDemandHost admits a Host outside server.hosts when on-demand TLS
+// covers it: on its allow list, or, over TLS, the name the client's
+// handshake got a certificate for (the ask URL approved it then).
+func (f *front) onDemandHost(r *http.Request, host string) bool {
+	if f.tls == nil {
+		return false
+	}
+	if f.tls.certs.allowsHost(host) {
+		return true
+	}
+	a, ok := f.tls.certs.(*acmeCerts)
+	return ok && a.ask && r.TLS != nil && strings.EqualFold(r.TLS.ServerName, host)
+}
+
+// redirectHTTPS answers plain HTTP with 308 to the same URL over HTTPS
+// (308, unlike 301, keeps the method and body of a POST).
+func (f *front) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
+	host := canonicalHost(r.Host)
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if f.tls.httpsPort != "" {
+		host += ":" + f.tls.httpsPort
+	}
+	w.Header().Set("Location", "https://"+host+r.URL.RequestURI())
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusPermanentRedirect)
+	_, _ = w.Write([]byte("308 Permanent Redirect: use HTTPS\n"))
 }
 
 // refuse answers a request gatehouse itself turns away.

@@ -22,6 +22,7 @@ type recorder struct {
 	bytes    int64
 	hijacked bool
 	sendTO   time.Duration
+	hsts     string // Strict-Transport-Security for HTTPS responses
 }
 
 func newRecorder(w http.ResponseWriter, f *front) *recorder {
@@ -41,6 +42,11 @@ func (r *recorder) WriteHeader(status int) {
 	}
 	r.status = status
 	h := r.w.Header()
+	if r.hsts != "" {
+		if _, ok := h["Strict-Transport-Security"]; !ok {
+			h["Strict-Transport-Security"] = []string{r.hsts}
+		}
+	}
 	for _, rule := range r.f.headers {
 		if rule.value == "" {
 			h.Del(rule.name)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,6 +61,9 @@ type Server struct {
 	reg     *prometheus.Registry
 	started time.Time
 
+	certs   certSource  // nil without TLS
+	tlsConf *tls.Config // built once from certs
+
 	mu        sync.Mutex // serializes Apply
 	opts      Options    // the running generation's options
 	cur       atomic.Pointer[front]
@@ -88,7 +92,18 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 		reg:     reg,
 		started: time.Now(),
 	}
+	if opts.TLS.On() {
+		src, err := newCertSource(opts.TLS, cfg.Hosts, s.log)
+		if err != nil {
+			return nil, fmt.Errorf("setting up TLS: %w", err)
+		}
+		s.certs = src
+		s.tlsConf = serverTLSConfig(src)
+	}
 	if err := s.install(opts); err != nil {
+		if s.certs != nil {
+			s.certs.close()
+		}
 		return nil, err
 	}
 	h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.cur.Load().ServeHTTP(w, r) }))
@@ -101,11 +116,15 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 		MaxHeaderBytes: int(cfg.MaxHeaderBytes) + 1024,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if gc, ok := c.(*guardConn); ok {
+			switch gc := c.(type) {
+			case *guardConn:
 				return context.WithValue(ctx, connKey{}, gc)
+			case *tlsGuardConn:
+				return context.WithValue(ctx, connKey{}, gc.guardConn)
 			}
 			return ctx
 		},
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 250},
 	}
 	return s, nil
 }
@@ -127,6 +146,14 @@ func (s *Server) install(opts Options) error {
 		static:  opts.Static,
 		obs:     s.obs,
 		log:     opts.Logger.With("component", "proxy"),
+	}
+	if s.certs != nil {
+		f.tls = &frontTLS{
+			certs:     s.certs,
+			hsts:      opts.TLS.hstsValue(),
+			redirect:  *opts.TLS.RedirectHTTP,
+			httpsPort: httpsPort(opts.Config.ListenTLS),
+		}
 	}
 	if opts.Pool != nil {
 		var app http.Handler = newForwarder(f, opts.Pool)
@@ -167,8 +194,19 @@ func (s *Server) Apply(opts Options) error {
 	if (s.opts.Admin == nil) != (opts.Admin == nil) || opts.Admin != nil && s.opts.Admin.Listen != opts.Admin.Listen {
 		fixed = append(fixed, "admin.listen")
 	}
+	if s.opts.TLS.Mode != opts.TLS.Mode || s.opts.TLS.Storage != opts.TLS.Storage || s.opts.TLS.CA != opts.TLS.CA ||
+		!slices.Equal(s.opts.TLS.pairs(), opts.TLS.pairs()) {
+		fixed = append(fixed, "tls certificates (mode, files, CA, storage)")
+	}
 	if len(fixed) > 0 {
 		s.log.Warn("some changed settings take effect only after a restart", "settings", fixed)
+	}
+	if s.certs != nil {
+		// SIGHUP re-reads certificate files (manual mode); a pair that does
+		// not load keeps the old certificates.
+		if err := s.certs.reload(); err != nil {
+			s.log.Error("certificate files do not load; the old certificates stay", "error", err)
+		}
 	}
 	return s.install(opts)
 }
@@ -184,6 +222,18 @@ func (s *Server) Listen() error {
 			return err
 		}
 		s.lns = append(s.lns, &guardListener{Listener: ln, g: s.guard})
+	}
+	for _, addr := range cfg.ListenTLS {
+		if s.tlsConf == nil {
+			s.closeListeners()
+			return fmt.Errorf("server.listen_tls is %s but tls.mode is off", addr)
+		}
+		ln, err := s.listen(addr)
+		if err != nil {
+			s.closeListeners()
+			return err
+		}
+		s.lns = append(s.lns, newTLSListener(ln, s.tlsConf, s.guard, cfg.ReadHeaderTimeout.D(), s.log))
 	}
 	if s.opts.Admin != nil {
 		ln, err := net.Listen("tcp", s.opts.Admin.Listen)
@@ -282,6 +332,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, p := range s.unixPaths {
 		_ = os.Remove(p)
 	}
+	if s.certs != nil {
+		s.certs.close()
+	}
 	return errors.Join(serveErr, err)
 }
 
@@ -341,4 +394,20 @@ func (s *Server) addrStrings() []string {
 		out = append(out, a.String())
 	}
 	return out
+}
+
+// httpsPort is the port redirects point at: that of the first TLS
+// listener, or "" for 443 (and for Unix sockets, which a browser cannot
+// reach anyway).
+func httpsPort(addrs Addrs) string {
+	for _, a := range addrs {
+		if _, ok := unixPath(a); ok {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a); err == nil && port != "443" {
+			return port
+		}
+		return ""
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/compress"
 	"github.com/gatehouse/gatehouse/internal/conf"
@@ -54,6 +55,15 @@ func parseConfig(name string, data []byte, lookup func(string) (string, bool)) (
 	}
 	cfg.TLS.Defaults()
 	errs.AddErr("tls", cfg.TLS.Validate())
+	if cfg.TLS.On() && len(cfg.Server.ListenTLS) == 0 {
+		errs.Add("server.listen_tls", "tls.mode is %s but there is no HTTPS listener: set listen_tls (e.g. \":8443\")", cfg.TLS.Mode)
+	}
+	if !cfg.TLS.On() && len(cfg.Server.ListenTLS) > 0 {
+		errs.Add("tls.mode", "server.listen_tls is set but tls.mode is off")
+	}
+	if cfg.TLS.Mode == "auto" && cfg.TLS.OnDemand == nil && !hasCertName(cfg.Server.Hosts) {
+		errs.Add("server.hosts", "tls.mode auto needs the names to get certificates for: list them in server.hosts")
+	}
 	for i := range cfg.Static {
 		cfg.Static[i].Defaults()
 		errs.AddErr(fmt.Sprintf("static[%d]", i), cfg.Static[i].Validate())
@@ -86,4 +96,15 @@ func parseConfig(name string, data []byte, lookup func(string) (string, bool)) (
 		return nil, errs
 	}
 	return &cfg, nil
+}
+
+// hasCertName reports whether hosts names at least one host a certificate
+// can be ordered for (not "*", not "*.example.com").
+func hasCertName(hosts []string) bool {
+	for _, h := range hosts {
+		if h != "*" && !strings.HasPrefix(h, "*.") {
+			return true
+		}
+	}
+	return false
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -124,4 +125,63 @@ func referenceRead(data []byte, req *http.Request) (*http.Response, []byte, erro
 		return resp, body, err
 	}
 	return nil, nil, io.ErrUnexpectedEOF
+}
+
+// FuzzParseHead checks the lean head parser against http.ReadResponse:
+// when parseHead accepts a head, net/http must read the same response from
+// it and stop at the same byte; when it declines, it must consume nothing.
+func FuzzParseHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nX-A: 1\r\nx-a:  2 \r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+		"HTTP/1.1 200\r\nContent-Length: 007\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX: a\tb\r\nContent-Length: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\n X: folded\r\nContent-Length: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\nContent-Length: 1\n\n",
+		"HTTP/1.1 500 Internal Server Error\r\nCONTENT-length: 3\r\n\r\n",
+	} {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, head bool) {
+		req, _ := http.NewRequest("GET", "http://backend/", nil)
+		if head {
+			req.Method = "HEAD"
+		}
+		br := bufio.NewReaderSize(bytes.NewReader(data), 4096)
+		br.Peek(1)
+		before := br.Buffered()
+		got, length, ok := parseHead(br, req)
+		if !ok {
+			if br.Buffered() != before {
+				t.Fatalf("declined but consumed %d bytes", before-br.Buffered())
+			}
+			return
+		}
+		gotHead := before - br.Buffered()
+		src := bytes.NewReader(data)
+		rbr := bufio.NewReaderSize(src, 4096)
+		want, err := http.ReadResponse(rbr, req)
+		if err != nil {
+			t.Fatalf("parseHead accepted what net/http refuses (%v): %+v", err, got)
+		}
+		wantHead := len(data) - rbr.Buffered() - src.Len()
+		if gotHead != wantHead {
+			t.Errorf("head length %d, net/http %d", gotHead, wantHead)
+		}
+		if got.Status != want.Status || got.StatusCode != want.StatusCode ||
+			got.Proto != want.Proto || got.ProtoMajor != want.ProtoMajor || got.ProtoMinor != want.ProtoMinor ||
+			got.ContentLength != want.ContentLength || length != want.ContentLength || got.Close != want.Close {
+			t.Errorf("got %q %d %s %d close=%v, net/http %q %d %s %d close=%v",
+				got.Status, got.StatusCode, got.Proto, got.ContentLength, got.Close,
+				want.Status, want.StatusCode, want.Proto, want.ContentLength, want.Close)
+		}
+		if !reflect.DeepEqual(got.Header, want.Header) {
+			t.Errorf("header %q, net/http %q", got.Header, want.Header)
+		}
+		if !reflect.DeepEqual(got.TransferEncoding, want.TransferEncoding) || len(want.Trailer) > 0 {
+			t.Errorf("transfer encoding %q, net/http %q (trailer %q)", got.TransferEncoding, want.TransferEncoding, want.Trailer)
+		}
+	})
 }

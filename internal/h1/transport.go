@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/http/httputil"
 	"net/textproto"
 	"sync"
 	"syscall"
@@ -258,13 +260,25 @@ func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trac
 	}
 	keep := !resp.Close && !r.Close && resp.ProtoAtLeast(1, 1) &&
 		(resp.ContentLength >= 0 || resp.Body == http.NoBody || isChunked(resp.TransferEncoding))
+	var b *body
+	switch {
+	case resp.Body != nil: // net/http read the head and framed the body
+		b = &body{rc: resp.Body}
+	case resp.ContentLength == 0:
+		resp.Body = http.NoBody
+	case resp.ContentLength > 0:
+		b = &body{remain: resp.ContentLength}
+	default:
+		b = &body{chunks: httputil.NewChunkedReader(c.br), resp: resp}
+	}
 	if resp.Body == http.NoBody {
 		// HEAD, 204, 304, Content-Length: 0: done now, even if the
 		// caller forgets to close the body.
 		t.release(c, stop, keep)
 		return resp, outcome{}
 	}
-	resp.Body = &body{c: c, rc: resp.Body, stop: stop, keep: keep, ctx: ctx}
+	b.c, b.stop, b.keep, b.ctx = c, stop, keep, ctx
+	resp.Body = b
 	return resp, outcome{}
 }
 
@@ -284,6 +298,9 @@ func (t *Transport) readHead(c *conn, r *http.Request, trace *httptrace.ClientTr
 		trace.GotFirstResponseByte()
 	}
 	for n := 0; ; n++ {
+		if resp, _, ok := parseHead(c.br, r); ok {
+			return resp, true, nil // Body nil: the caller frames it
+		}
 		resp, err = http.ReadResponse(c.br, r)
 		if err != nil {
 			return nil, true, err
@@ -529,9 +546,14 @@ func closeBody(b io.ReadCloser) {
 // end. Read and Close may be called from different goroutines; a Close
 // during a blocked Read aborts it.
 type body struct {
-	mu      sync.Mutex
-	c       *conn // nil once released
+	mu sync.Mutex
+	c  *conn // nil once released
+	// One of three framings: net/http's body (rc), a length (remain
+	// bytes left) or chunks, after which come trailers for resp.
 	rc      io.ReadCloser
+	remain  int64
+	chunks  io.Reader
+	resp    *http.Response
 	stop    func() bool
 	ctx     context.Context
 	keep    bool
@@ -554,7 +576,7 @@ func (b *body) Read(p []byte) (int, error) {
 	b.reading = true
 	b.mu.Unlock()
 
-	n, err := b.rc.Read(p)
+	n, err := b.read(p)
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -580,6 +602,86 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, b.err
 }
 
+// read reads the body according to its framing; io.EOF comes with the
+// last bytes when the length is known, so the connection goes back at once.
+func (b *body) read(p []byte) (int, error) {
+	switch {
+	case b.rc != nil:
+		return b.rc.Read(p)
+	case b.chunks != nil:
+		n, err := b.chunks.Read(p)
+		if err == io.EOF {
+			if terr := b.readTrailer(); terr != nil {
+				return n, terr
+			}
+		}
+		return n, err
+	case b.remain == 0:
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.c.br.Read(p)
+	b.remain -= int64(n)
+	if b.remain == 0 {
+		return n, io.EOF
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// readTrailer reads the trailer section after the last chunk into
+// resp.Trailer, as net/http's body does (RFC 9112 section 7.1.2).
+func (b *body) readTrailer() error {
+	br := b.c.br
+	buf, err := br.Peek(2)
+	if len(buf) == 2 && buf[0] == '\r' && buf[1] == '\n' {
+		br.Discard(2)
+		return nil
+	}
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if !seeDoubleCRLF(br) {
+		// As net/http: the trailer section must fit in the buffer.
+		return errors.New("suspiciously long trailer after chunked body")
+	}
+	hdr, err := textproto.NewReader(br).ReadMIMEHeader()
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if b.resp.Trailer == nil {
+		b.resp.Trailer = make(http.Header, len(hdr))
+	}
+	for k, v := range hdr {
+		b.resp.Trailer[k] = v
+	}
+	return nil
+}
+
+// seeDoubleCRLF reports whether the end of a field section is in br's
+// buffer, filling it as far as it goes.
+func seeDoubleCRLF(br *bufio.Reader) bool {
+	for n := 4; ; n++ {
+		buf, err := br.Peek(n)
+		if bytes.HasSuffix(buf, []byte("\r\n\r\n")) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
 // Close gives the connection back if the body was read to the end or the
 // rest is small and comes quickly; otherwise it closes the connection.
 func (b *body) Close() error {
@@ -600,13 +702,16 @@ func (b *body) Close() error {
 		b.mu.Unlock()
 		return nil
 	}
-	b.c = nil
 	b.mu.Unlock()
 
+	// closed keeps any Read away from c while the rest is discarded.
 	keep := b.keep && b.ctx.Err() == nil
 	if keep {
 		keep = b.discard(c)
 	}
+	b.mu.Lock()
+	b.c = nil
+	b.mu.Unlock()
 	c.t.release(c, b.stop, keep)
 	return nil
 }
@@ -625,7 +730,7 @@ func (b *body) discard(c *conn) bool {
 	buf := *bp
 	left := discardLimit
 	for left > 0 {
-		n, err := b.rc.Read(buf[:min(len(buf), left)])
+		n, err := b.read(buf[:min(len(buf), left)])
 		left -= n
 		if err == io.EOF {
 			return true

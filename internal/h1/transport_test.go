@@ -670,9 +670,8 @@ func TestIdleTimeout(t *testing.T) {
 	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	closed := &b.closed
 	tr := newTransport(t, b.Listener.Addr().String())
-	tr.IdleTimeout = 50 * time.Millisecond
+	tr.IdleTimeout = 200 * time.Millisecond
 	get(t, tr, b.URL)
-	time.Sleep(20 * time.Millisecond)
 	if got := tr.idleCount(); got != 1 {
 		t.Fatalf("idle = %d, want 1", got)
 	}
@@ -914,5 +913,33 @@ func TestCloseDuringRead(t *testing.T) {
 	}
 	if got := tr.idleCount(); got != 0 {
 		t.Errorf("idle = %d, want 0", got)
+	}
+}
+
+func TestParseHeadAccepts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		head   string
+		ok     bool
+		length int64
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello", true, 5},
+		{"HTTP/1.1 404 Not Found\r\nx-a:  2 \r\nContent-Length: 0\r\n\r\n", true, 0},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", true, -1},
+		{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\n", false, 0},
+		{"HTTP/1.1 204 No Content\r\n\r\n", false, 0},
+		{"HTTP/1.1 200 OK\r\n\r\n", false, 0}, // to EOF
+		{"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n", false, 0},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", false, 0}, // not all buffered
+	} {
+		br := bufio.NewReader(strings.NewReader(tc.head))
+		br.Peek(1)
+		resp, length, ok := parseHead(br, mustRequest(t, "GET", "http://x/"))
+		if ok != tc.ok || ok && length != tc.length {
+			t.Errorf("%q: ok %v length %d, want %v %d", tc.head, ok, length, tc.ok, tc.length)
+		}
+		if ok && resp.Header.Get("X-A") != "" && resp.Header.Get("X-A") != "2" {
+			t.Errorf("%q: X-A = %q", tc.head, resp.Header.Get("X-A"))
+		}
 	}
 }

@@ -1,0 +1,172 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"net/textproto"
+)
+
+// parseHead reads the common response head straight from br's buffer:
+// HTTP/1.1, a final status other than 204 and 304, CRLF line ends, no
+// obs-fold, framed by exactly one Content-Length or by Transfer-Encoding:
+// chunked alone, and no Connection or Trailer field, for a request other
+// than HEAD. It makes one string of the head and slices the header values
+// out of it, where http.ReadResponse makes one string per value and a few
+// more objects besides.
+//
+// Anything else, or a head not yet wholly buffered, returns ok false
+// without consuming a byte, and the caller falls back to
+// http.ReadResponse: the rare cases keep net/http's exact behaviour, and
+// FuzzResponse checks that both agree.
+func parseHead(br *bufio.Reader, r *http.Request) (resp *http.Response, length int64, ok bool) {
+	if r.Method == "HEAD" {
+		return nil, 0, false
+	}
+	buf, _ := br.Peek(br.Buffered())
+	end := bytes.Index(buf, []byte("\r\n\r\n"))
+	if end < 0 {
+		return nil, 0, false
+	}
+	raw := buf[:end+2] // each line with its CRLF
+	// Status line: "HTTP/1.1 200 OK".
+	if len(raw) < 14 || string(raw[:9]) != "HTTP/1.1 " {
+		return nil, 0, false
+	}
+	c0, c1, c2 := raw[9], raw[10], raw[11]
+	if c0 < '2' || c0 > '5' || c1 < '0' || c1 > '9' || c2 < '0' || c2 > '9' {
+		return nil, 0, false
+	}
+	code := int(c0-'0')*100 + int(c1-'0')*10 + int(c2-'0')
+	if code == http.StatusNoContent || code == http.StatusNotModified {
+		return nil, 0, false
+	}
+	eol := bytes.Index(raw, []byte("\r\n"))
+	status := raw[9:eol]
+	if len(status) > 3 && status[3] != ' ' || !cleanLine(status) {
+		return nil, 0, false
+	}
+
+	// Count the fields first, to size the map and the value array once.
+	lines := bytes.Count(raw[eol+2:], []byte("\r\n"))
+	s := string(raw) // the one allocation for all the text
+	h := make(http.Header, lines)
+	vals := make([]string, lines)
+	length = -2 // none seen
+	chunked := false
+	for i, pos := 0, eol+2; pos < len(s); i++ {
+		next := indexCRLF(s, pos)
+		line := s[pos:next]
+		pos = next + 2
+		colon := -1
+		for j := 0; j < len(line); j++ {
+			if line[j] == ':' {
+				colon = j
+				break
+			}
+			if !tokenChars[line[j]] {
+				return nil, 0, false // obs-fold, space before colon, bad name
+			}
+		}
+		if colon <= 0 {
+			return nil, 0, false
+		}
+		v := trimOWS(line[colon+1:])
+		if !cleanLine(v) {
+			return nil, 0, false
+		}
+		key := textproto.CanonicalMIMEHeaderKey(line[:colon])
+		switch key {
+		case "Connection", "Trailer":
+			return nil, 0, false
+		case "Content-Length":
+			if length != -2 || chunked {
+				return nil, 0, false
+			}
+			if length = parseLength(v); length < 0 {
+				return nil, 0, false
+			}
+		case "Transfer-Encoding":
+			if v != "chunked" || chunked || length != -2 {
+				return nil, 0, false
+			}
+			chunked = true
+			continue // net/http keeps it out of Header too
+		}
+		vals[i] = v
+		if old, dup := h[key]; dup {
+			h[key] = append(old, v)
+		} else {
+			h[key] = vals[i : i+1 : i+1]
+		}
+	}
+	if length == -2 && !chunked {
+		return nil, 0, false // read to EOF: rare, and net/http knows it
+	}
+	resp = &http.Response{
+		Status:        s[9:eol],
+		StatusCode:    code,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		ContentLength: length,
+		Request:       r,
+	}
+	if chunked {
+		resp.ContentLength = -1
+		resp.TransferEncoding = chunkedTE
+	}
+	br.Discard(end + 4)
+	return resp, resp.ContentLength, true
+}
+
+var chunkedTE = []string{"chunked"}
+
+func indexCRLF(s string, from int) int {
+	for i := from; i+1 < len(s); i++ {
+		if s[i] == '\r' && s[i+1] == '\n' {
+			return i
+		}
+	}
+	return len(s)
+}
+
+// cleanLine reports whether b has no control characters but HTAB: no
+// bare CR or LF to hide a line end, nothing textproto would treat
+// specially.
+func cleanLine[T string | []byte](b T) bool {
+	for i := 0; i < len(b); i++ {
+		if c := b[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// parseLength accepts 1 to 18 digits, no sign, no spaces: anything else is
+// left to net/http.
+func parseLength(s string) int64 {
+	if s == "" || len(s) > 18 {
+		return -1
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,10 @@ func newACME(cfg TLSConfig, hosts []string, log *slog.Logger) (*acmeCerts, error
 		Email:  cfg.Email,
 		Agreed: true,
 		Logger: zl,
+	}
+	if len(cfg.Challenges) > 0 {
+		tmpl.DisableHTTPChallenge = !slices.Contains(cfg.Challenges, "http-01")
+		tmpl.DisableTLSALPNChallenge = !slices.Contains(cfg.Challenges, "tls-alpn-01")
 	}
 	if tmpl.CA == "" {
 		tmpl.CA = certmagic.LetsEncryptProductionCA

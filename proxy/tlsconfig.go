@@ -54,6 +54,11 @@ type TLSConfig struct {
 	// RenewCheckInterval is how often certificates are checked for
 	// renewal (auto). Default 10m.
 	RenewCheckInterval conf.Duration `yaml:"renew_check_interval"`
+	// Challenges are the ACME challenge types offered (auto): http-01
+	// (answered on server.listen, which must be port 80 from the CA's
+	// side) and tls-alpn-01 (answered on server.listen_tls, port 443).
+	// Default both.
+	Challenges []string `yaml:"challenges"`
 	// OnDemand obtains certificates at the first handshake for names not
 	// known in advance (custom domains of a SaaS), but only for names the
 	// allow list or the ask URL approves. Default off.
@@ -143,6 +148,14 @@ func (c *TLSConfig) Validate() error {
 		}
 	default:
 		errs.Add("mode", "must be auto, manual, self_signed or off, got %q", c.Mode)
+	}
+	for i, ch := range c.Challenges {
+		if ch != "http-01" && ch != "tls-alpn-01" {
+			errs.Add("challenges["+strconv.Itoa(i)+"]", "must be http-01 or tls-alpn-01, got %q", ch)
+		}
+	}
+	if c.Challenges != nil && len(c.Challenges) == 0 {
+		errs.Add("challenges", "must offer at least one of http-01 and tls-alpn-01")
 	}
 	if c.RenewalWindow <= 0 || c.RenewalWindow >= 1 {
 		errs.Add("renewal_window", "must be between 0 and 1 (a fraction of the lifetime), got %v", c.RenewalWindow)

@@ -117,7 +117,13 @@ func (s *syncBuffer) String() string {
 // ports) and runs gatehouse on it.
 func startGatehouse(t *testing.T, config string) *gatehouseProc {
 	t.Helper()
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	return startGatehouseAt(t, config, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+}
+
+// startGatehouseAt is startGatehouse with the plain listener's address
+// chosen by the caller.
+func startGatehouseAt(t *testing.T, config, listen string) *gatehouseProc {
+	t.Helper()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
 	g := &gatehouseProc{url: "http://" + listen, admin: "http://" + admin, cfg: path, log: &syncBuffer{}, done: make(chan error, 1)}

@@ -293,6 +293,38 @@ class Worker:
         aborted = False
         try:
             result = self.app(environ, start_response)
+            if isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False:
+                # A body that is all there (a list, a non-streaming Django
+                # response): head, body and end go out in one write.
+                if state["status"] is None:
+                    raise AssertionError("app returned without calling start_response()")
+                chunks = [data for data in result if data]
+                frames = []
+                if not state["sent"]:
+                    headers = state["headers"]
+                    code = state["status"][:3]
+                    if code not in ("204", "304") and code[0] != "1" and not any(
+                            k.lower() == "content-length" for k, _ in headers):
+                        # The whole body is known: say its length, so the
+                        # front need not chunk it and flush every write.
+                        headers = headers + [("Content-Length", str(sum(len(c) for c in chunks)))]
+                    head = encode_pairs([(":status", state["status"])] + headers)
+                    frames += [HDR.pack(b"H", len(head)), head]
+                if not head_only:
+                    for data in chunks:
+                        mv = memoryview(data)
+                        while len(mv):
+                            frames += [HDR.pack(b"D", min(len(mv), MAX_FRAME)), mv[:MAX_FRAME]]
+                            mv = mv[MAX_FRAME:]
+                frames.append(HDR.pack(b"F", 0))
+                state["sent"] = True
+                conn.sock.sendall(b"".join(frames))
+                self.close_result(result)
+                try:
+                    inp.drain()
+                except (OSError, EOFError):
+                    return False
+                return True
             for data in result:
                 if state["status"] is None:
                     raise AssertionError("app returned data before start_response()")

@@ -325,6 +325,17 @@ type body struct {
 	done func()
 }
 
+// Read releases the slot as soon as the backend has sent the whole
+// response, before the front has finished writing it to the client, so the
+// next queued request does not wait for the client's network.
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.once.Do(b.done)
+	}
+	return n, err
+}
+
 func (b *body) Close() error {
 	err := b.ReadCloser.Close()
 	b.once.Do(b.done)

@@ -82,6 +82,10 @@ GH_PORT=$(freeport); NG_PORT=$(freeport); CD_PORT=$(freeport)
 
 "$WORK/gh-static" -addr 127.0.0.1:$GH_PORT -root "$S" &
 PIDS+=($!); GH_PID=$!
+# The net/http ceiling: same bytes and headers from a map, nothing else.
+BL_PORT=$(freeport)
+"$WORK/gh-static" -baseline -addr 127.0.0.1:$BL_PORT -root "$S" &
+PIDS+=($!); BL_PID=$!
 
 mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
 cat > "$WORK/nginx/nginx.conf" <<NGX
@@ -143,9 +147,10 @@ wait_up() {
 	for _ in $(seq 100); do curl -fso /dev/null "http://127.0.0.1:$1/static/small.css" && return 0; sleep 0.1; done
 	echo "server on port $1 did not come up"; cat "$WORK"/nginx/logs/error.log "$WORK"/caddy.log 2>/dev/null | tail -20; exit 1
 }
-wait_up $GH_PORT; wait_up $NG_PORT
+wait_up $GH_PORT; wait_up $NG_PORT; wait_up $BL_PORT
 SERVERS="gatehouse:$GH_PORT nginx:$NG_PORT"
 [ $HAVE_CADDY = 1 ] && { wait_up $CD_PORT; SERVERS="$SERVERS caddy:$CD_PORT"; }
+LOAD_SERVERS="$SERVERS go-floor:$BL_PORT"
 
 # Check every server answers the br request with br, so we compare like
 # with like.
@@ -174,9 +179,9 @@ run_wrk() { # server port test -> value
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 for test in small br big; do
-	for sp in $SERVERS; do run_wrk ${sp%%:*} ${sp##*:} $test >/dev/null; done # warm up
+	for sp in $LOAD_SERVERS; do run_wrk ${sp%%:*} ${sp##*:} $test >/dev/null; done # warm up
 	for r in $(seq $RUNS); do
-		for sp in $SERVERS; do # interleaved, so drift hits all alike
+		for sp in $LOAD_SERVERS; do # interleaved, so drift hits all alike
 			v=$(run_wrk ${sp%%:*} ${sp##*:} $test)
 			RESULTS[${sp%%:*}:$test]="${RESULTS[${sp%%:*}:$test]:-} $v"
 		done
@@ -213,7 +218,7 @@ done
 # --- table -------------------------------------------------------------------
 echo
 printf "%-10s %14s %14s %14s\n" "" "small req/s" "jquery br req/s" "10MB MB/s"
-for sp in $SERVERS; do
+for sp in $LOAD_SERVERS; do
 	name=${sp%%:*}
 	printf "%-10s" "$name"
 	for test in small br big; do
@@ -223,7 +228,7 @@ for sp in $SERVERS; do
 	done
 	echo
 done
-for base in nginx caddy; do
+for base in nginx caddy go-floor; do
 	[ -n "${RESULTS[$base:small:med]:-}" ] || continue
 	printf "%-10s" "gh/$base"
 	for test in small br big; do

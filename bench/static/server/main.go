@@ -16,7 +16,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -28,6 +30,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8081", "listen address")
 	root := flag.String("root", "", "folder served at /static/")
 	tree := flag.String("compress", "", "write precompressed siblings under this folder and exit")
+	baseline := flag.Bool("baseline", false, "serve every file from a map in memory with a minimal handler: the net/http ceiling")
 	maxMem := flag.Int64("max-in-memory", 0, "static.CacheConfig.MaxFile in bytes (0: default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until SIGTERM")
 	flag.Parse()
@@ -37,6 +40,10 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
+		return
+	}
+	if *baseline {
+		serveBaseline(*addr, *root)
 		return
 	}
 	srv, err := static.New([]static.Config{{URL: "/static/", Root: *root}}, static.Options{Cache: static.CacheConfig{MaxFile: conf.Size(*maxMem)}})
@@ -73,4 +80,46 @@ func main() {
 	if err := hs.ListenAndServe(); err != http.ErrServerClosed {
 		log.Print(err)
 	}
+}
+
+// serveBaseline answers GET /static/NAME from bytes read at start, with the
+// same headers static.Server sends but nothing else: no negotiation, no
+// conditionals, no cache lookups. The gap between it and nginx is net/http's;
+// the gap between it and static.Server is ours.
+func serveBaseline(addr, root string) {
+	type file struct {
+		body                       []byte
+		ct, cl, etag, lm, cc, vary []string
+		nosniff, ranges, encoding  []string
+	}
+	files := map[string]*file{}
+	for _, name := range []string{"small.css", "jquery.js.br", "big.bin"} {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			log.Fatal(err)
+		}
+		f := &file{body: b, cl: []string{strconv.Itoa(len(b))}, etag: []string{`"x"`},
+			lm: []string{"Sun, 22 Nov 2026 00:00:00 GMT"}, cc: []string{"public, max-age=3600"},
+			vary: []string{"Accept-Encoding"}, nosniff: []string{"nosniff"}, ranges: []string{"bytes"},
+			ct: []string{"text/css; charset=utf-8"}}
+		if name == "jquery.js.br" {
+			f.ct, f.encoding = []string{"text/javascript; charset=utf-8"}, []string{"br"}
+			name = "jquery.js"
+		}
+		files["/static/"+name] = f
+	}
+	log.Fatal(http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := files[r.URL.Path]
+		if f == nil {
+			http.NotFound(w, r)
+			return
+		}
+		h := w.Header()
+		h["Content-Type"], h["Content-Length"], h["Etag"], h["Last-Modified"] = f.ct, f.cl, f.etag, f.lm
+		h["Cache-Control"], h["Vary"], h["X-Content-Type-Options"], h["Accept-Ranges"] = f.cc, f.vary, f.nosniff, f.ranges
+		if f.encoding != nil {
+			h["Content-Encoding"] = f.encoding
+		}
+		w.Write(f.body)
+	})))
 }

@@ -115,13 +115,11 @@ func parseHead(br *bufio.Reader, r *http.Request) (resp *http.Response, length i
 	}
 	if chunked {
 		resp.ContentLength = -1
-		resp.TransferEncoding = chunkedTE
+		resp.TransferEncoding = []string{"chunked"} // the caller's to change
 	}
 	br.Discard(end + 4)
 	return resp, resp.ContentLength, true
 }
-
-var chunkedTE = []string{"chunked"}
 
 func indexCRLF(s string, from int) int {
 	for i := from; i+1 < len(s); i++ {

@@ -165,7 +165,8 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	sent := false
 	req := r
 	for attempt := 0; ; attempt++ {
-		c, err := t.getConn(ctx, trace)
+		// A retry dials: the next idle connection may be as stale.
+		c, err := t.getConn(ctx, trace, attempt > 0)
 		if err != nil {
 			closeBody(req.Body)
 			return nil, &Error{Op: "dial", Sent: sent, Err: ctxErr(ctx, err)}
@@ -368,13 +369,14 @@ func (t *Transport) idleTimeout() time.Duration {
 	return DefaultIdleTimeout
 }
 
-// getConn returns an idle connection that still looks open, or a new one.
-func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace) (*conn, error) {
+// getConn returns an idle connection that still looks open, or a new one;
+// only a new one when fresh.
+func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, fresh bool) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	timeout := t.idleTimeout()
-	for {
+	for !fresh {
 		t.mu.Lock()
 		n := len(t.idle)
 		if n == 0 {

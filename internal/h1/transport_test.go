@@ -943,3 +943,38 @@ func TestParseHeadAccepts(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryDials(t *testing.T) {
+	t.Parallel()
+	// Two idle connections, both of which fail the next request: the
+	// retry must not take the second.
+	s := newRawServer(t, func(n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n%d", n%10)
+		readRequest(br)
+	})
+	tr := newTransport(t, s.ln.Addr().String())
+	r1, err := tr.RoundTrip(mustRequest(t, "GET", s.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := tr.RoundTrip(mustRequest(t, "GET", s.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(r1.Body)
+	io.ReadAll(r2.Body)
+	if got := tr.idleCount(); got != 2 {
+		t.Fatalf("idle = %d, want 2", got)
+	}
+	_, body := get(t, tr, s.url())
+	if body != "3" {
+		t.Errorf("body %q, want 3 (from a new connection)", body)
+	}
+	if got := tr.idleCount(); got != 2 {
+		t.Errorf("idle = %d, want 2 (one old, one new)", got)
+	}
+}

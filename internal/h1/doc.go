@@ -24,8 +24,10 @@
 // connection (last in, first out, so a few hot connections serve a light
 // load and the rest time out) or dial one, write the request head through a
 // pooled bufio.Writer, copy the body, read the response head with a pooled
-// bufio.Reader (net/http's own parser, http.ReadResponse) and return. The
-// response Body gives the connection back when it has been read to the end.
+// bufio.Reader and return. The common head (HTTP/1.1, framed by
+// Content-Length or chunked, wholly in the buffer) is parsed in place into
+// one string; anything else goes to net/http's parser, http.ReadResponse,
+// and FuzzParseHead checks that the two agree. The response Body gives the connection back when it has been read to the end.
 // Idle connections hold no buffers and no goroutine; one timer per
 // Transport closes those idle longer than IdleTimeout.
 //

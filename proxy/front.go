@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
@@ -62,7 +63,7 @@ type frontTLS struct {
 	certs     certSource
 	hsts      string // Strict-Transport-Security value, "" for none
 	redirect  bool
-	httpsPort string // "" for 443
+	httpsPort *atomic.Pointer[string] // "" for 443
 }
 
 type headerRule struct {
@@ -207,8 +208,8 @@ func (f *front) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
 	}
-	if f.tls.httpsPort != "" {
-		host += ":" + f.tls.httpsPort
+	if p := *f.tls.httpsPort.Load(); p != "" {
+		host += ":" + p
 	}
 	w.Header().Set("Location", "https://"+host+r.URL.RequestURI())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -61,8 +61,9 @@ type Server struct {
 	reg     *prometheus.Registry
 	started time.Time
 
-	certs   certSource  // nil without TLS
-	tlsConf *tls.Config // built once from certs
+	certs     certSource             // nil without TLS
+	tlsConf   *tls.Config            // built once from certs
+	httpsPort atomic.Pointer[string] // where redirects point: the bound TLS port, "" for 443
 
 	mu        sync.Mutex // serializes Apply
 	opts      Options    // the running generation's options
@@ -124,7 +125,10 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 			}
 			return ctx
 		},
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 250},
+		// Frames up to the protocol default: larger reads buy nothing
+		// for proxied requests, and peers that never read our SETTINGS
+		// (h2spec 4.2) expect 16 KiB.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 250, MaxReadFrameSize: 16 << 10},
 	}
 	return s, nil
 }
@@ -152,7 +156,11 @@ func (s *Server) install(opts Options) error {
 			certs:     s.certs,
 			hsts:      opts.TLS.hstsValue(),
 			redirect:  *opts.TLS.RedirectHTTP,
-			httpsPort: httpsPort(opts.Config.ListenTLS),
+			httpsPort: &s.httpsPort,
+		}
+		if s.httpsPort.Load() == nil {
+			p := httpsPort(opts.Config.ListenTLS)
+			s.httpsPort.Store(&p)
 		}
 	}
 	if opts.Pool != nil {
@@ -234,6 +242,11 @@ func (s *Server) Listen() error {
 			return err
 		}
 		s.lns = append(s.lns, newTLSListener(ln, s.tlsConf, s.guard, cfg.ReadHeaderTimeout.D(), s.log))
+		if addr == cfg.ListenTLS[0] {
+			// ":0" in the config: redirects name the port actually bound.
+			p := httpsPort(Addrs{ln.Addr().String()})
+			s.httpsPort.Store(&p)
+		}
 	}
 	if s.opts.Admin != nil {
 		ln, err := net.Listen("tcp", s.opts.Admin.Listen)

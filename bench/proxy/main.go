@@ -31,8 +31,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/gatehouse/gatehouse/bench/internal/harness"
 )
 
 var (
@@ -71,69 +72,9 @@ func runBackend(addr string) {
 	}
 }
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-}
-
-func (p *proc) stop() {
-	if p == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-}
-
-func start(name string, args []string, env ...string) (*proc, error) {
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	return &proc{name: name, cmd: cmd}, nil
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitHTTP(url string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		res, err := http.Get(url)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s did not answer 200 within 15s", url)
-}
-
 func run() error {
-	for _, tool := range []string{"wrk", "nginx"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
-				return fmt.Errorf("%s is not installed: apt-get install -y nginx-light wrk", tool)
-			}
-		}
+	if err := harness.Need("wrk", "nginx"); err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "gatehouse-bench")
 	if err != nil {
@@ -142,19 +83,17 @@ func run() error {
 	defer os.RemoveAll(dir)
 
 	self, _ := os.Executable()
-	gh := filepath.Join(dir, "gatehouse")
-	build := exec.Command("go", "build", "-o", gh, "./cmd/gatehouse")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building gatehouse (run from the repository root): %w", err)
-	}
-
-	backAddr, ghAddr, ngAddr := freeAddr(), freeAddr(), freeAddr()
-	be, err := start("backend", []string{self, "-backend", backAddr}, "GOMAXPROCS=1")
+	gh, err := harness.BuildGatehouse(dir)
 	if err != nil {
 		return err
 	}
-	defer be.stop()
+
+	backAddr, ghAddr, ngAddr := harness.FreeAddr(), harness.FreeAddr(), harness.FreeAddr()
+	be, err := harness.Start("backend", []string{self, "-backend", backAddr}, "GOMAXPROCS=1")
+	if err != nil {
+		return err
+	}
+	defer be.Stop()
 
 	ghConf := filepath.Join(dir, "gatehouse.yaml")
 	_ = os.WriteFile(ghConf, []byte(fmt.Sprintf(`server:
@@ -164,11 +103,11 @@ app:
   queue: 4096
 log: {level: warn, access: false}
 `, ghAddr, backAddr)), 0o600)
-	g, err := start("gatehouse", []string{gh, "run", "-c", ghConf})
+	g, err := harness.Start("gatehouse", []string{gh, "run", "-c", ghConf})
 	if err != nil {
 		return err
 	}
-	defer g.stop()
+	defer g.Stop()
 
 	ngConf := filepath.Join(dir, "nginx.conf")
 	_ = os.MkdirAll(filepath.Join(dir, "nginx"), 0o755)
@@ -195,11 +134,11 @@ http {
   }
 }
 `, dir, dir, dir, backAddr, ngAddr)), 0o600)
-	ng, err := start("nginx", []string{"nginx", "-c", ngConf, "-p", dir, "-g", "daemon off;"})
+	ng, err := harness.Start("nginx", []string{"nginx", "-c", ngConf, "-p", dir, "-g", "daemon off;"})
 	if err != nil {
 		return err
 	}
-	defer ng.stop()
+	defer ng.Stop()
 
 	targets := []struct{ name, url string }{
 		{"direct", "http://" + backAddr + "/"},
@@ -207,7 +146,7 @@ http {
 		{"gatehouse", "http://" + ghAddr + "/"},
 	}
 	for _, t := range targets {
-		if err := waitHTTP(t.url); err != nil {
+		if err := harness.WaitHTTP(t.url); err != nil {
 			return err
 		}
 	}
@@ -229,13 +168,13 @@ http {
 		}
 	}
 
-	ghIdle, _ := rssKiB(g.cmd.Process.Pid)
-	ngIdle, _ := treeRSS(ng.cmd.Process.Pid)
-	ghHeld, err := holdIdle(ghAddr, *idle, func() (int, error) { return rssKiB(g.cmd.Process.Pid) })
+	ghIdle, _ := harness.RSSKiB(g.Cmd.Process.Pid)
+	ngIdle, _ := harness.TreeRSSKiB(ng.Cmd.Process.Pid)
+	ghHeld, err := holdIdle(ghAddr, *idle, func() (int, error) { return harness.RSSKiB(g.Cmd.Process.Pid) })
 	if err != nil {
 		return err
 	}
-	ngHeld, err := holdIdle(ngAddr, *idle, func() (int, error) { return treeRSS(ng.cmd.Process.Pid) })
+	ngHeld, err := holdIdle(ngAddr, *idle, func() (int, error) { return harness.TreeRSSKiB(ng.Cmd.Process.Pid) })
 	if err != nil {
 		return err
 	}
@@ -338,42 +277,13 @@ func holdIdle(addr string, n int, measure func() (int, error)) (int, error) {
 	return measure()
 }
 
-func rssKiB(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS for %d", pid)
-}
-
-// treeRSS adds up the RSS of pid and its children (nginx's workers).
-func treeRSS(pid int) (int, error) {
-	total, err := rssKiB(pid)
-	if err != nil {
-		return 0, err
-	}
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	for _, f := range strings.Fields(string(b)) {
-		c, _ := strconv.Atoi(f)
-		if r, err := rssKiB(c); err == nil {
-			total += r
-		}
-	}
-	return total, nil
-}
-
 func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int) string {
 	d, n, g := median(res["direct"]), median(res["nginx"]), median(res["gatehouse"])
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## Forwarding overhead: gatehouse vs nginx proxy_pass\n\n")
 	fmt.Fprintf(&b, "%s, %s, %d CPUs, Go %s; wrk -t2 -c%d, %d rounds of %v, medians; nginx %s with upstream keepalive 64.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version(), *conns, *rounds, *duration, nginxVersion())
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version(), *conns, *rounds, *duration, harness.NginxVersion())
 	fmt.Fprintf(&b, "| target | req/s | p50 | p90 | p99 | added p99 |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, row := range []struct {
 		name string
@@ -392,9 +302,4 @@ func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int
 	fmt.Fprintf(&b, "| nginx (master + workers) | %.1f MiB | %.1f MiB |\n", float64(ngIdle)/1024, float64(ngHeld)/1024)
 	fmt.Fprintf(&b, "\nTargets: gatehouse under 30 MiB idle, under 150 MiB with 10,000 connections.\n")
 	return b.String()
-}
-
-func nginxVersion() string {
-	out, _ := exec.Command("nginx", "-v").CombinedOutput()
-	return strings.TrimSpace(strings.TrimPrefix(string(out), "nginx version: "))
 }

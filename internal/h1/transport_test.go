@@ -543,6 +543,7 @@ func TestInvalidRequest(t *testing.T) {
 		"header name":  func(r *http.Request) { r.Header["X Y"] = []string{"1"} },
 		"host":         func(r *http.Request) { r.Host = "a\nb" },
 		"method":       func(r *http.Request) { r.Method = "GET /x" },
+		"https":        func(r *http.Request) { r.URL.Scheme = "https" },
 	} {
 		req := mustRequest(t, "GET", "http://example/")
 		mod(req)
@@ -976,5 +977,49 @@ func TestRetryDials(t *testing.T) {
 	}
 	if got := tr.idleCount(); got != 2 {
 		t.Errorf("idle = %d, want 2 (one old, one new)", got)
+	}
+}
+
+func TestReverseProxy(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "X-Sum")
+		w.Header().Set("X-Host", r.Host)
+		for range 3 {
+			w.Write(body)
+			w.(http.Flusher).Flush()
+		}
+		w.Header().Set("X-Sum", fmt.Sprint(3*len(body)))
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	target, _ := url.Parse(b.URL)
+	front := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.Out.Host = pr.In.Host },
+		Transport: tr,
+	})
+	t.Cleanup(front.Close)
+	client := front.Client()
+	for i := range 5 {
+		req, _ := http.NewRequest("POST", front.URL+"/x", strings.NewReader(strings.Repeat("ab", i*1000)))
+		req.Host = "app.example"
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || len(body) != 6*i*1000 {
+			t.Fatalf("%d: %d bytes, %v", i, len(body), err)
+		}
+		if got, want := resp.Trailer.Get("X-Sum"), fmt.Sprint(6*i*1000); got != want {
+			t.Errorf("%d: trailer X-Sum = %q, want %q", i, got, want)
+		}
+		if got := resp.Header.Get("X-Host"); got != "app.example" {
+			t.Errorf("%d: backend saw Host %q", i, got)
+		}
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections, want 1", got)
 	}
 }

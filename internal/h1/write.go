@@ -17,6 +17,11 @@ func validRequest(r *http.Request) error {
 	if r.URL == nil {
 		return errors.New("nil Request.URL")
 	}
+	if s := r.URL.Scheme; s != "" && s != "http" {
+		// No TLS here: refuse rather than send in clear what was meant
+		// to be encrypted.
+		return fmt.Errorf("unsupported scheme %q", s)
+	}
 	if r.Method != "" && !validToken(r.Method) {
 		return fmt.Errorf("invalid method %q", r.Method)
 	}

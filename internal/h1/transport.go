@@ -400,14 +400,14 @@ func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, f
 	if t.Dial == nil {
 		return nil, errNoDial
 	}
+	t.mu.Lock()
+	gen := t.closed
+	t.mu.Unlock()
 	nc, err := t.Dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{t: t, nc: nc, peek: peeker(nc)}
-	t.mu.Lock()
-	c.gen = t.closed
-	t.mu.Unlock()
+	c := &conn{t: t, nc: nc, peek: peeker(nc), gen: gen}
 	if trace != nil && trace.GotConn != nil {
 		trace.GotConn(httptrace.GotConnInfo{Conn: nc})
 	}
@@ -721,12 +721,9 @@ func (b *body) Close() error {
 // discard reads away up to discardLimit of the rest, waiting at most
 // discardWait, and reports whether the body reached its end.
 func (b *body) discard(c *conn) bool {
-	// What is buffered costs nothing to skip; ask the network only when
-	// the rest is still on the way.
-	if c.br.Buffered() == 0 {
-		c.nc.SetReadDeadline(time.Now().Add(discardWait))
-		defer c.nc.SetReadDeadline(time.Time{})
-	}
+	// A slow rest is not worth the wait: the connection is cheaper.
+	c.nc.SetReadDeadline(time.Now().Add(discardWait))
+	defer c.nc.SetReadDeadline(time.Time{})
 	bp := copyBuf.Get().(*[]byte)
 	defer copyBuf.Put(bp)
 	buf := *bp

@@ -71,6 +71,12 @@ type Config struct {
 	// Default 60s.
 	BootTimeout conf.Duration `yaml:"boot_timeout"`
 
+	// ResponseBuffer is the largest response (by Content-Length) that is
+	// read off the backend whole as soon as its head arrives, freeing the
+	// worker before a slow client has read it. Larger and streaming
+	// responses pass through as the client reads them. Default 256KiB.
+	ResponseBuffer conf.Size `yaml:"response_buffer"`
+
 	// UpstreamConcurrency bounds the requests sent to one upstream at a time
 	// (the rest wait in the queue). Default 0: unbounded.
 	UpstreamConcurrency int `yaml:"upstream_concurrency"`
@@ -123,6 +129,9 @@ func (c *Config) Defaults() {
 		if *p == 0 {
 			*p = conf.Duration(v)
 		}
+	}
+	if c.ResponseBuffer == 0 {
+		c.ResponseBuffer = 256 << 10
 	}
 	if c.Python == "" {
 		c.Python = "python3"

@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -46,6 +47,8 @@ type Pool struct {
 	bg     context.Context // cancelled by Close: stops background work
 	stopBg context.CancelFunc
 	wg     sync.WaitGroup // background goroutines (health checks, supervisor)
+
+	respBuf int64 // responses up to this size are read whole at once
 
 	mu        sync.Mutex
 	cfg       Config
@@ -113,7 +116,7 @@ func New(cfg Config, opts Options) (*Pool, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Pool{kind: cfg.Kind(), cfg: cfg, log: log.With("component", "workers")}
+	p := &Pool{kind: cfg.Kind(), cfg: cfg, log: log.With("component", "workers"), respBuf: int64(cfg.ResponseBuffer)}
 	p.bg, p.stopBg = context.WithCancel(context.Background())
 	p.met = newMetrics(p)
 	if opts.Registerer != nil {
@@ -275,6 +278,16 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	out.URL = &u
 	start := time.Now()
 	resp, err := m.rt.RoundTrip(out)
+	if err == nil && r.Method != http.MethodHead && resp.ContentLength > 0 && resp.ContentLength <= p.respBuf && resp.StatusCode != http.StatusSwitchingProtocols {
+		// Take a small whole response off the backend now, so that a slow
+		// client cannot hold the worker (or the slot) while it reads.
+		if b, rerr := readBody(resp.Body, resp.ContentLength); rerr == nil {
+			resp.Body = b
+		} else {
+			resp.Body.Close()
+			resp, err = nil, rerr
+		}
+	}
 	fired := !timer.Stop()
 	if fired || err != nil && context.Cause(ctx) == errTimedOut {
 		cancel(nil)
@@ -309,6 +322,11 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	}
 	p.met.requests.WithLabelValues(m.label, "ok").Inc()
 	p.markUp(m)
+	if _, ok := resp.Body.(*memBody); ok {
+		cancel(nil)
+		p.release(m, true)
+		return resp, nil
+	}
 	b := &body{ReadCloser: resp.Body, done: func() { cancel(nil); p.release(m, true) }}
 	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		resp.Body = &rwBody{body: b, w: rw}
@@ -317,6 +335,21 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	}
 	return resp, nil
 }
+
+// readBody reads a response body of known length n into memory.
+func readBody(rc io.ReadCloser, n int64) (io.ReadCloser, error) {
+	buf := make([]byte, n)
+	_, err := io.ReadFull(rc, buf)
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading the response body: %w", err)
+	}
+	return &memBody{Reader: bytes.NewReader(buf)}, nil
+}
+
+type memBody struct{ *bytes.Reader }
+
+func (*memBody) Close() error { return nil }
 
 // body releases the backend slot when the front closes the response body.
 type body struct {

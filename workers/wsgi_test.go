@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -376,4 +377,35 @@ func TestWSGIKill9UnderLoad(t *testing.T) {
 		t.Errorf("%d failures for %d kills", failN, killed.Load())
 	}
 	waitFor(t, "back to 3 workers", func() bool { return len(readyPIDs(p)) == 3 })
+}
+
+func TestWSGISlowClientDoesNotHoldWorker(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "blob")
+	const size = 4 << 20 // more than socket buffers hold
+	os.WriteFile(file, bytes.Repeat([]byte("x"), size), 0o644)
+	cfg := wsgiCfg(t, "filewrap", 1)
+	cfg.Env["TEST_FILE"] = file
+	cfg.ResponseBuffer = 8 << 20
+	if os.Getenv("NO_RESPONSE_BUFFER") != "" {
+		cfg.ResponseBuffer = 1 // shows the test fails without buffering
+	}
+	_, _, url := startWSGI(t, cfg)
+	// A client that asks for 4 MiB and reads nothing: raw TCP, so no
+	// client library reads ahead for it.
+	slow, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if tc, ok := slow.(*net.TCPConn); ok {
+		tc.SetReadBuffer(4096)
+	}
+	io.WriteString(slow, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(300 * time.Millisecond)
+	// With one worker and one thread, another request is served at once.
+	start := time.Now()
+	code, body, err := get(&http.Client{Timeout: 5 * time.Second}, url)
+	if err != nil || code != 200 || len(body) != size || time.Since(start) > time.Second {
+		t.Errorf("second request: %d %d bytes %v after %s", code, len(body), err, time.Since(start))
+	}
 }

@@ -18,8 +18,9 @@ ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
 SLEEP_CONNS=${SLEEP_CONNS:-64}
 WORKERS=4
-NGINX_PORT=${NGINX_PORT:-18080}
-GH_PORT=${GH_PORT:-18090}
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+NGINX_PORT=${NGINX_PORT:-$(free_port)}
+GH_PORT=${GH_PORT:-$(free_port)}
 
 for bin in nginx gunicorn wrk go /usr/bin/python3; do
 	command -v "$bin" >/dev/null || { echo "missing: $bin" >&2; exit 1; }

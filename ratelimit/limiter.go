@@ -143,22 +143,25 @@ func New(cfg Config, opts Options) (*Limiter, error) {
 // again. On error the old configuration stays.
 func (l *Limiter) Reload(cfg Config) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return errors.New("ratelimit: limiter closed")
 	}
 	old := l.state.Load()
 	st, err := l.compile(cfg, old)
 	if err != nil {
+		l.mu.Unlock()
 		return err
 	}
 	l.state.Store(st)
 	if old.redis != nil && old.redis != st.redis {
 		old.redis.close()
 	}
-	l.stopWatcher()
+	w := l.detachWatcher()
 	l.startWatcher(st)
 	l.log.Info("rate limits reloaded", "store", st.cfg.Store, "rules", len(st.rules), "plans", len(st.plans))
+	l.mu.Unlock()
+	w.wait()
 	return nil
 }
 
@@ -167,15 +170,18 @@ func (l *Limiter) Reload(cfg Config) error {
 // Redis were down.
 func (l *Limiter) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return nil
 	}
 	l.closed = true
-	l.stopWatcher()
+	w := l.detachWatcher()
 	if st := l.state.Load(); st.redis != nil {
 		st.redis.close()
 	}
+	l.mu.Unlock()
+	// Wait outside the lock: the watcher may be waiting for it.
+	w.wait()
 	return nil
 }
 
@@ -500,25 +506,40 @@ func (l *Limiter) startWatcher(st *state) {
 			case <-w.stop:
 				return
 			case <-t.C:
-				l.checkKeys()
+				l.checkKeys(w)
 			}
 		}
 	}()
 }
 
-func (l *Limiter) stopWatcher() {
-	if l.watcher != nil {
-		close(l.watcher.stop)
-		<-l.watcher.done
+// detachWatcher tells the running watcher to stop (l.mu held) and returns
+// it, for the caller to wait on once l.mu is released.
+func (l *Limiter) detachWatcher() *keyWatcher {
+	w := l.watcher
+	if w != nil {
+		close(w.stop)
 		l.watcher = nil
+	}
+	return w
+}
+
+// wait returns once the watcher's goroutine has ended.
+func (w *keyWatcher) wait() {
+	if w != nil {
+		<-w.done
 	}
 }
 
 // checkKeys re-reads the keys file when it changed. A bad file is logged
 // and the last good keys stay.
-func (l *Limiter) checkKeys() {
+func (l *Limiter) checkKeys(w *keyWatcher) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	select {
+	case <-w.stop:
+		return // a Reload or Close replaced this watcher while it waited
+	default:
+	}
 	st := l.state.Load()
 	path := st.cfg.Identify.KeysFile
 	fi, err := os.Stat(path)

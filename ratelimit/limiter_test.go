@@ -214,7 +214,7 @@ func TestKeyless(t *testing.T) {
 	}{
 		{"ip", []int{200, 200, 429, 200}},    // c's own bucket
 		{"allow", []int{200, 200, 200, 200}}, // no base limit
-		{"refuse", []int{401, 401, 401, 401}},
+		{"refuse", []int{401, 401, 429, 401}}, // refusals still cost IP tokens
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			y := strings.Replace(yamlWith(plansYAML, "KEYS", keys), "  identify:\n", "  identify:\n    keyless: "+tc.mode+"\n", 1)
@@ -469,5 +469,20 @@ func TestForwardedHeadersIgnored(t *testing.T) {
 	l.Wrap(okHandler).ServeHTTP(w, r)
 	if got := reqinfo.From(r.Context()).Reason; got != "rate_limited" {
 		t.Fatalf("info.Reason = %q, want rate_limited", got)
+	}
+}
+
+// TestBadKeysCostIPTokens: guessing keys is limited like any other abuse.
+func TestBadKeysCostIPTokens(t *testing.T) {
+	dir := t.TempDir()
+	keys := writeFile(t, dir, "keys.yaml", `"k": {plan: free, subject: s}`)
+	l := newLimiter(t, yamlWith(plansYAML, "KEYS", keys), newClock(), nil)
+	var got []int
+	for i := range 4 {
+		got = append(got, do(l, "GET", "/", "192.0.2.1", "X-API-Key", fmt.Sprint("guess-", i)).Code)
+	}
+	got = append(got, do(l, "GET", "/", "192.0.2.1", "X-API-Key", "k").Code) // a real key still works
+	if want := []int{401, 401, 429, 429, 200}; !equalInts(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

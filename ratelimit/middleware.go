@@ -42,6 +42,20 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		err = &errAuth{"an API key or token is required"}
 	}
 	if err != nil {
+		// A bad key still costs its sender a token from the IP limit, so
+		// that guessing keys is as slow as any other abuse.
+		if st.ip != nil && !st.cfg.DryRun {
+			var buf [1]check
+			cs := st.ip.add(buf[:0], l, true, ip, identity{plan: -1})
+			if !l.decide(r.Context(), st, cs, l.now()) {
+				l.count(cs, -1, false, false)
+				if info != nil {
+					info.Reason = "rate_limited"
+				}
+				l.refuse(w, r, info, http.StatusTooManyRequests, "too many requests", cs[0].res.RetryAfter, false)
+				return
+			}
+		}
 		l.metrics.unauthorized.Inc()
 		if info != nil {
 			info.Reason = "unauthorized"

@@ -366,3 +366,39 @@ func BenchmarkRedis(b *testing.B) {
 		})
 	}
 }
+
+// TestReloadSwitchesStore moves a running limiter from memory to Redis and
+// back; requests go on throughout.
+func TestReloadSwitchesStore(t *testing.T) {
+	rs := startRedis(t)
+	l := newLimiter(t, "ratelimit:\n  ip: {rate: 1/h, burst: 2}\n", nil, nil)
+	do(l, "GET", "/", "192.0.2.1")
+	do(l, "GET", "/", "192.0.2.1")
+	cfg, err := parseConfig(t, "ratelimit:\n  store: "+rs.url()+"\n  ip: {rate: 1/h, burst: 2}\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	// A new store starts with full buckets.
+	if a, b, c := do(l, "GET", "/", "192.0.2.1").Code, do(l, "GET", "/", "192.0.2.1").Code, do(l, "GET", "/", "192.0.2.1").Code; a != 200 || b != 200 || c != 429 {
+		t.Fatalf("on redis: %d %d %d", a, b, c)
+	}
+	if n, _ := rs.client().DBSize(context.Background()).Result(); n != 1 {
+		t.Fatalf("redis holds %d keys, want 1", n)
+	}
+	cfg.Store = "memory"
+	if err := l.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := do(l, "GET", "/", "192.0.2.1").Code; got != 200 {
+		t.Fatalf("back on memory: %d", got)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(cfg); err == nil {
+		t.Fatal("Reload after Close succeeded")
+	}
+}

@@ -423,10 +423,10 @@ func TestValidateCommand(t *testing.T) {
 // TestExampleRuns starts config.example.yaml as the README says and fetches
 // the example app's page through it.
 func TestExampleRuns(t *testing.T) {
-	port, admin := freePort(t), freePort(t)
+	port, tlsPort, admin := freePort(t), freePort(t), freePort(t)
 	cmd := exec.Command(binary, "run", "-c", "config.example.yaml")
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port), fmt.Sprintf("ADMIN_PORT=%d", admin))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port), fmt.Sprintf("TLS_PORT=%d", tlsPort), fmt.Sprintf("ADMIN_PORT=%d", admin))
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

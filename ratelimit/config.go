@@ -51,7 +51,9 @@ type Config struct {
 	// The front reads this to decide where it applies Wrap.
 	Static bool `yaml:"static"`
 	// DryRun computes every decision, logs and counts the requests that
-	// would be refused, and lets them through. Default false.
+	// would be refused, and lets them through. Default false. It covers
+	// rates and the concurrency cap, not identification: an unknown key or
+	// a bad token still gets 401.
 	DryRun bool `yaml:"dry_run"`
 	// Headers says on which responses the RateLimit-Policy and RateLimit
 	// fields appear: "always" (default), "limited" (429 only) or "never".

@@ -7,8 +7,6 @@ import (
 	"syscall"
 )
 
-var errEOF = io.EOF
-
 func inode(fi os.FileInfo) uint64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return st.Ino

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -69,7 +70,7 @@ func loadKeys(path string, planIndex map[string]int) (*keySet, error) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil && !errors.Is(err, errEOF) {
+	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("keys file %s: %w", path, err)
 	}
 	ks := &keySet{keys: make(map[string]keyEntry, len(raw)), stat: stampOf(fi)}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,7 @@ type policy struct {
 	// copies rather than writes into it).
 	policyHeader []string
 	policyValue  [][]string
+	headerName   []string // the quoted name alone, for RateLimit
 	byIP         bool
 	counters     [][numResults]prometheus.Counter
 }
@@ -199,7 +201,7 @@ func (l *Limiter) compile(cfg Config, old *state) (*state, error) {
 	for name := range cfg.Plans {
 		st.plans = append(st.plans, name)
 	}
-	sortStrings(st.plans)
+	slices.Sort(st.plans)
 	for i, n := range st.plans {
 		st.planIdx[n] = i
 	}
@@ -208,7 +210,7 @@ func (l *Limiter) compile(cfg Config, old *state) (*state, error) {
 		h := fnv.New64a()
 		h.Write([]byte(name))
 		p := &policy{name: name, id: h.Sum64(), byIP: byIP,
-			limits: make([]policyParams, np), policyHeader: make([]string, np), policyValue: make([][]string, np)}
+			limits: make([]policyParams, np), policyHeader: make([]string, np), policyValue: make([][]string, np), headerName: make([]string, np)}
 		return p
 	}
 	if !cfg.IP.Rate.IsZero() {
@@ -245,6 +247,7 @@ func (l *Limiter) compile(cfg Config, old *state) (*state, error) {
 				name = st.plans[i-1]
 			}
 			p.policyHeader[i] = policyItem(name, lp)
+			p.headerName[i] = sfString(name)
 			p.policyValue[i] = []string{p.policyHeader[i]}[:1:1]
 		}
 		l.metrics.bind(p, st.plans)
@@ -299,15 +302,27 @@ func policyItem(name string, p policyParams) string {
 		return ""
 	}
 	w := (time.Duration(p.burst*p.interval) + time.Second - 1) / time.Second
-	return strconv.Quote(name) + ";q=" + strconv.FormatInt(p.burst, 10) + ";w=" + strconv.FormatInt(int64(max(w, 1)), 10)
+	return sfString(name) + ";q=" + strconv.FormatInt(p.burst, 10) + ";w=" + strconv.FormatInt(int64(max(w, 1)), 10)
 }
 
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
+// sfString writes name as a Structured Field string (RFC 8941 section
+// 3.3.3): printable ASCII only, with " and \ escaped; anything else
+// becomes "?".
+func sfString(name string) string {
+	b := make([]byte, 0, len(name)+2)
+	b = append(b, '"')
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c > 0x7e:
+			b = append(b, '?')
+		default:
+			b = append(b, c)
 		}
 	}
+	return string(append(b, '"'))
 }
 
 // identity is who a request says it is.

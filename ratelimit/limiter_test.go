@@ -212,8 +212,8 @@ func TestKeyless(t *testing.T) {
 		mode string
 		want []int
 	}{
-		{"ip", []int{200, 200, 429, 200}},    // c's own bucket
-		{"allow", []int{200, 200, 200, 200}}, // no base limit
+		{"ip", []int{200, 200, 429, 200}},     // c's own bucket
+		{"allow", []int{200, 200, 200, 200}},  // no base limit
 		{"refuse", []int{401, 401, 429, 401}}, // refusals still cost IP tokens
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
@@ -237,7 +237,7 @@ ratelimit:
   ip: {rate: 100/s, burst: 100}
   rules:
     - {path: /login, methods: [POST], rate: 5/m, burst: 2}
-    - {name: daily, path: /login, rate: 3/d, burst: 3}
+    - {name: "daily;quota", path: /login, rate: 3/d, burst: 3}
 `, clk, nil)
 	ip := "192.0.2.5"
 	runSteps(t, l, clk, []step{
@@ -253,10 +253,10 @@ ratelimit:
 		{at: 8 * time.Hour, ip: ip, method: "POST", path: "/login", code: 200},
 	})
 	w := do(l, "POST", "/login", "192.0.2.6")
-	if got, want := w.Header().Get("RateLimit-Policy"), `"ip";q=100;w=1, "POST /login";q=2;w=24, "daily";q=3;w=86400`; got != want {
+	if got, want := w.Header().Get("RateLimit-Policy"), `"ip";q=100;w=1, "POST /login";q=2;w=24, "daily;quota";q=3;w=86400`; got != want {
 		t.Errorf("RateLimit-Policy:\n got %s\nwant %s", got, want)
 	}
-	if got, want := w.Header().Get("RateLimit"), `"ip";r=99;t=1, "POST /login";r=1;t=12, "daily";r=2;t=28800`; got != want {
+	if got, want := w.Header().Get("RateLimit"), `"ip";r=99;t=1, "POST /login";r=1;t=12, "daily;quota";r=2;t=28800`; got != want {
 		t.Errorf("RateLimit:\n got %s\nwant %s", got, want)
 	}
 }

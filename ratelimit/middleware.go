@@ -195,9 +195,7 @@ func setHeaders(h http.Header, cs []check, plan int) {
 		if len(b) > 0 {
 			b = append(b, ", "...)
 		}
-		item := c.pol.policyHeader[plan+1]
-		name := item[:strings.IndexByte(item, ';')]
-		b = append(b, name...)
+		b = append(b, c.pol.headerName[plan+1]...)
 		b = append(b, ";r="...)
 		b = strconv.AppendInt(b, c.res.Remaining, 10)
 		b = append(b, ";t="...)
@@ -270,7 +268,8 @@ func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 }
 
 // wantsJSON reports whether an Accept header names a JSON type
-// (application/json or any +json type) ahead of a bare wildcard.
+// (application/json, application/problem+json, any +json). It does not
+// weigh q-values: a client that names JSON at all can read it.
 func wantsJSON(accept string) bool {
 	return strings.Contains(accept, "json")
 }

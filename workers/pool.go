@@ -340,6 +340,17 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 func readBody(rc io.ReadCloser, n int64) (io.ReadCloser, error) {
 	buf := make([]byte, n)
 	_, err := io.ReadFull(rc, buf)
+	if err == nil {
+		// Read on to the end, which is what hands the connection back to
+		// the keep-alive pool (a body closed early costs its connection).
+		var one [1]byte
+		if k, rerr := rc.Read(one[:]); k > 0 || rerr != io.EOF {
+			if rerr == nil || rerr == io.EOF {
+				rerr = errors.New("more body than Content-Length")
+			}
+			err = rerr
+		}
+	}
 	rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("reading the response body: %w", err)
@@ -661,6 +672,7 @@ type MemberStatus struct {
 	PID      int       `json:"pid,omitempty"`
 	Memory   int64     `json:"memory_bytes,omitempty"`
 	Started  time.Time `json:"started,omitzero"`
+	Age      float64   `json:"age_seconds,omitempty"`
 }
 
 // Status returns a JSON-encodable snapshot of the pool.

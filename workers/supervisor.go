@@ -702,6 +702,7 @@ func (w *worker) dialFailed(error) {}
 
 func (w *worker) fillStatus(ms *MemberStatus) {
 	ms.Worker, ms.PID, ms.Started = w.slot, w.pid, w.started
+	ms.Age = time.Since(w.started).Round(time.Millisecond).Seconds()
 	ms.Memory = w.memory.Load()
 }
 

@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -407,5 +409,32 @@ func TestWSGISlowClientDoesNotHoldWorker(t *testing.T) {
 	code, body, err := get(&http.Client{Timeout: 5 * time.Second}, url)
 	if err != nil || code != 200 || len(body) != size || time.Since(start) > time.Second {
 		t.Errorf("second request: %d %d bytes %v after %s", code, len(body), err, time.Since(start))
+	}
+}
+
+func TestWSGIKeepAlive(t *testing.T) {
+	// Sequential requests reuse one connection (one shim thread), both for
+	// small buffered responses and streamed ones.
+	cfg := wsgiCfg(t, "echo", 1)
+	p, _, url := startWSGI(t, cfg)
+	for range 20 {
+		if code, _, err := get(http.DefaultClient, url); code != 200 {
+			t.Fatalf("%d %v", code, err)
+		}
+	}
+	tr := p.Status().(Status)
+	_ = tr
+	p.mu.Lock()
+	wt := p.members[0].rt.(*wsgiTransport)
+	p.mu.Unlock()
+	wt.mu.Lock()
+	idle := len(wt.idle)
+	wt.mu.Unlock()
+	if idle != 1 {
+		t.Errorf("%d idle connections after sequential requests, want 1 kept alive", idle)
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", readyPIDs(p)[0]))
+	if m := regexp.MustCompile(`Threads:\s+(\d+)`).FindSubmatch(b); m == nil || string(m[1]) != "2" {
+		t.Errorf("shim threads: %s, want 2 (main + one connection)", m)
 	}
 }

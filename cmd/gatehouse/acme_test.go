@@ -288,3 +288,36 @@ func TestACMERefusalIsNotFatal(t *testing.T) {
 		t.Errorf("plain HTTP after a refusal: %d, want 308", res.StatusCode)
 	}
 }
+
+func TestACMEOnDemandOnlyForAllowedNames(t *testing.T) {
+	p := startPebble(t, 0)
+	g, tlsAddr := startACMEGatehouse(t, p, "fixed.gatehouse.test", `  challenges: [tls-alpn-01]
+  on_demand:
+    allow: ["*.customers.gatehouse.test"]`)
+	roots := p.issuingRoots(t)
+	leaf, err := servedCertRetry(tlsAddr, "shop.customers.gatehouse.test", roots, 60*time.Second)
+	if err != nil {
+		t.Fatalf("on-demand certificate for an allowed name: %v\n%s", err, g.log.String())
+	}
+	if leaf.VerifyHostname("shop.customers.gatehouse.test") != nil {
+		t.Errorf("certificate names %v", leaf.DNSNames)
+	}
+	// A name nobody allowed gets no certificate, and no order is placed.
+	if _, err := servedCert(tlsAddr, "attacker.example.test", roots); err == nil {
+		t.Errorf("a certificate was served for a name outside the allow list")
+	}
+	if strings.Contains(g.log.String(), `attacker.example.test","challenge`) {
+		t.Errorf("an ACME order was attempted for a name outside the allow list")
+	}
+}
+
+func servedCertRetry(addr, host string, roots *x509.CertPool, within time.Duration) (*x509.Certificate, error) {
+	deadline := time.Now().Add(within)
+	for {
+		leaf, err := servedCert(addr, host, roots)
+		if err == nil || time.Now().After(deadline) {
+			return leaf, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

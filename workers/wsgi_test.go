@@ -438,3 +438,34 @@ func TestWSGIKeepAlive(t *testing.T) {
 		t.Errorf("shim threads: %s, want 2 (main + one connection)", m)
 	}
 }
+
+func TestWSGIMaxRSSHardKills(t *testing.T) {
+	cfg := wsgiCfg(t, "leak", 1)
+	cfg.MaxRSSHard = 30 << 20
+	cfg.MemoryInterval = dur("50ms")
+	p, lb, url := startWSGI(t, cfg)
+	first := readyPIDs(p)[0]
+	// Each request leaks 2 MiB; soon the worker passes the hard limit and
+	// is killed without waiting for samples in a row or a minimum age.
+	deadline := time.Now().Add(15 * time.Second)
+	for p.Status().(Status).Restarts["memory_hard"] == 0 && time.Now().Before(deadline) {
+		get(http.DefaultClient, url)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p.Status().(Status).Restarts["memory_hard"] == 0 {
+		t.Fatal("worker never killed for max_rss_hard")
+	}
+	if !strings.Contains(lb.String(), "over max_rss_hard") {
+		t.Error("the kill's reason is not in the log")
+	}
+	waitFor(t, "a replacement", func() bool { pids := readyPIDs(p); return len(pids) == 1 && pids[0] != first })
+}
+
+func TestParseSmapsRollup(t *testing.T) {
+	in := []byte("00400000-7ffd [rollup]\nRss:              10240 kB\nPss:               4096 kB\nPrivate_Clean:      100 kB\nPrivate_Dirty:     2048 kB\nSwap:               512 kB\n")
+	for kind, want := range map[string]int64{"unshared": (2048 + 512) << 10, "rss": 10240 << 10, "pss": 4096 << 10} {
+		if got := parseSmapsRollup(in, kind); got != want {
+			t.Errorf("%s: %d, want %d", kind, got, want)
+		}
+	}
+}

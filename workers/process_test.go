@@ -394,3 +394,18 @@ func TestPdeathsigParent(t *testing.T) {
 
 var _ = errors.Is
 var _ = backend.ErrClosed
+
+func TestCommandReloadFixesBrokenDeploy(t *testing.T) {
+	// A pool whose workers cannot boot is fixed by a reload to a good config.
+	p, _ := startPool(t, fakeCmd("crash", 2))
+	waitFor(t, "boot failures", func() bool { return p.Status().(Status).Restarts["boot_failure"] >= 4 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Reload(ctx, fakeCmd("http", 2)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "2 ready workers", func() bool { return len(readyPIDs(p)) == 2 })
+	if _, err := p.RoundTrip(httptest.NewRequest("GET", "http://x/", nil)); err != nil {
+		t.Errorf("after the fixing reload: %v", err)
+	}
+}

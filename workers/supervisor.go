@@ -141,15 +141,29 @@ func (s *supervisor) runSlot(sl *slot) {
 	}
 	for {
 		if cur == nil {
+			cfg := s.config()
+			var reply chan error
 			if fails > 0 {
 				d := min(100*time.Millisecond<<min(fails-1, 9), 30*time.Second)
+				t := time.NewTimer(d)
 				select {
 				case <-s.ctx.Done():
+					t.Stop()
 					return
-				case <-time.After(d):
+				case <-t.C:
+				case ev := <-sl.events:
+					// A reload while this slot cannot boot (the fix for a
+					// bad deploy): try the new config now.
+					t.Stop()
+					if ev.cfg != nil {
+						cfg, reply = *ev.cfg, ev.reply
+					}
 				}
 			}
-			w, err := s.boot(sl, s.config())
+			w, err := s.boot(sl, cfg)
+			if reply != nil {
+				reply <- err
+			}
 			if err != nil {
 				if s.ctx.Err() != nil {
 					return
@@ -158,6 +172,7 @@ func (s *supervisor) runSlot(sl *slot) {
 				s.countRestart(reasonBootFailure)
 				continue
 			}
+			fails = 0
 			setCur(w)
 		}
 		var exited <-chan struct{} = cur.exited

@@ -36,7 +36,7 @@ type Options struct {
 	// Cache bounds the open-file cache; zero fields take its defaults.
 	Cache CacheConfig
 	// Levels are the compression levels for variants made once and
-	// cached. Default compress.Max (brotli 11, gzip 9, zstd 4).
+	// cached; zero fields take compress.Max (brotli 11, gzip 9, zstd 4).
 	Levels compress.Levels
 }
 
@@ -93,8 +93,15 @@ func (o *Options) defaults() {
 		o.Logger = slog.Default()
 	}
 	o.Cache.Defaults()
-	if o.Levels == (compress.Levels{}) {
-		o.Levels = compress.Max
+	// Zero levels take the best one: the work is done once per file.
+	if o.Levels.Gzip == 0 {
+		o.Levels.Gzip = compress.Max.Gzip
+	}
+	if o.Levels.Brotli == 0 {
+		o.Levels.Brotli = compress.Max.Brotli
+	}
+	if o.Levels.Zstd == 0 {
+		o.Levels.Zstd = compress.Max.Zstd
 	}
 }
 
@@ -627,7 +634,7 @@ func (m *mount) respond(w http.ResponseWriter, r *http.Request, e *entry) {
 	}
 	h := w.Header()
 	// Vary on every answer, 304 and 206 included: a cache must not hand
-	// this response to a client with different Accept-Encoding (caddy#7040).
+	// this response to a client with different Accept-Encoding (caddy#5849).
 	h["Vary"] = varyAE
 	h["X-Content-Type-Options"] = nosniff
 	h["Etag"] = hs.etag
@@ -656,6 +663,8 @@ func (m *mount) respond(w http.ResponseWriter, r *http.Request, e *entry) {
 		return
 	}
 	h["Accept-Ranges"] = acceptBytes
+	// An exact length on every 200, encoded ones and HEAD included: clients
+	// use it for progress and size checks (caddy#7040, #7250).
 	h["Content-Length"] = hs.contentLength
 	if hs.encoding != nil {
 		h["Content-Encoding"] = hs.encoding

@@ -232,9 +232,10 @@ func (s *Server) Match(path string) (http.Handler, bool) {
 // from an internal mount, answering r with all the usual headers,
 // conditionals and ranges. It returns false, writing nothing, when target
 // is under no internal mount: the front then answers an error. Any method
-// but HEAD is served as GET (nginx does the same). Headers the
-// front copied from the app response into w (Content-Disposition,
-// Set-Cookie) are kept; the file's own Content-Type and caching headers win.
+// but HEAD is served as GET (nginx does the same). Headers the front copied
+// from the app response into w (Content-Disposition, Cache-Control,
+// Set-Cookie) are kept; Content-Type, Content-Length, ETag and
+// Last-Modified are the file's.
 func (s *Server) ServeInternal(w http.ResponseWriter, r *http.Request, target string) bool {
 	r = asGet(r)
 	clean, dir, ok := cleanPath(target)
@@ -639,7 +640,11 @@ func (m *mount) respond(w http.ResponseWriter, r *http.Request, e *entry) {
 	h["X-Content-Type-Options"] = nosniff
 	h["Etag"] = hs.etag
 	h["Last-Modified"] = hs.lastModified
-	h["Cache-Control"] = hs.cacheControl
+	if !m.cfg.Internal || h["Cache-Control"] == nil {
+		// For X-Accel-Redirect the app's own Cache-Control, which the front
+		// copied, wins (as with nginx): it knows who may cache the file.
+		h["Cache-Control"] = hs.cacheControl
+	}
 	if hs.csp != nil {
 		h["Content-Security-Policy"] = hs.csp
 	}

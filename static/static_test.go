@@ -127,6 +127,9 @@ func newFixture(t testing.TB, opts Options, tweak func(*fixture, []Config) []Con
 			// serves it.
 			if target := r.URL.Query().Get("accel"); target != "" {
 				w.Header().Set("Content-Disposition", `inline; filename="r.pdf"`)
+				if cc := r.URL.Query().Get("cc"); cc != "" {
+					w.Header().Set("Cache-Control", cc)
+				}
 				if !srv.ServeInternal(w, r, target) {
 					http.Error(w, "bad X-Accel-Redirect", http.StatusBadGateway)
 				}
@@ -562,6 +565,11 @@ func TestXAccelRedirect(t *testing.T) {
 	}
 	if got := resp.Header.Get("Cache-Control"); !strings.HasPrefix(got, "private") {
 		t.Errorf("Cache-Control %q", got)
+	}
+	// The app's Cache-Control wins over the mount's.
+	resp, _ = f.do(t, "GET", "/app/download?accel=/protected/report.pdf&cc=no-store", nil)
+	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("app Cache-Control replaced: %q", got)
 	}
 	// Conditionals and ranges apply to the internal file too.
 	resp, body = f.do(t, "GET", "/app/download?accel=/protected/report.pdf", hdr("Range", "bytes=0-3"))

@@ -34,7 +34,8 @@ type Config struct {
 	IPv6Prefix int `yaml:"ipv6_prefix"`
 	// MaxConcurrentPerIP caps the requests one client IP (grouped as above)
 	// may have in flight at once, for clients that hold many slow requests
-	// open. A request beyond it gets 429. Default 0: no cap.
+	// open. A request beyond it gets 429. Counted per gatehouse instance,
+	// also with the Redis store. Default 0: no cap.
 	MaxConcurrentPerIP int `yaml:"max_concurrent_per_ip"`
 	// Identify says how a request names its plan. Without it every request
 	// is keyless.

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/reqinfo"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -38,6 +39,7 @@ type Options struct {
 type Limiter struct {
 	log     *slog.Logger
 	now     func() time.Time
+	fake    bool // Options.Clock was given: it wins over reqinfo's Start
 	seed    maphash.Seed
 	metrics *metrics
 	conc    *concurrency
@@ -127,6 +129,8 @@ func New(cfg Config, opts Options) (*Limiter, error) {
 	l.log = l.log.With("component", "ratelimit")
 	if l.now == nil {
 		l.now = time.Now
+	} else {
+		l.fake = true
 	}
 	l.metrics = newMetrics(opts.Registerer, l)
 	st, err := l.compile(cfg, nil)
@@ -441,6 +445,15 @@ func (st *state) maskIP(a netip.Addr) netip.Addr {
 		return a
 	}
 	return p.Addr()
+}
+
+// arrival is the instant a request is decided at: when the front received
+// its head (reqinfo's Start, a clock read the front made anyway), or now.
+func (l *Limiter) arrival(info *reqinfo.Info) time.Time {
+	if info != nil && !l.fake && !info.Start.IsZero() {
+		return info.Start
+	}
+	return l.now()
 }
 
 // decide takes a token from every check, all or none. It returns false

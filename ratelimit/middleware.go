@@ -47,7 +47,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		if st.ip != nil && !st.cfg.DryRun {
 			var buf [1]check
 			cs := st.ip.add(buf[:0], l, true, ip, identity{plan: -1})
-			if !l.decide(r.Context(), st, cs, l.now()) {
+			if !l.decide(r.Context(), st, cs, l.arrival(info)) {
 				l.count(cs, -1, false, false)
 				if info != nil {
 					info.Reason = "rate_limited"
@@ -85,8 +85,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 
 	var buf [maxChecks]check
 	cs := st.collect(buf[:0], l, r, ip, id)
-	now := l.now()
-	ok := l.decide(r.Context(), st, cs, now)
+	ok := l.decide(r.Context(), st, cs, l.arrival(info))
 	l.count(cs, id.plan, ok, st.cfg.DryRun)
 	if !ok && st.cfg.DryRun {
 		l.logDryRun(r, info, limitingPolicy(cs), planName(st, id.plan))

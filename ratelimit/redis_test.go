@@ -312,7 +312,7 @@ func BenchmarkRedis(b *testing.B) {
 	rs := startRedis(b)
 	for _, rules := range []int{0, 2} {
 		b.Run(fmt.Sprintf("buckets=%d", rules+1), func(b *testing.B) {
-			extra := "  ip: {rate: 1000000000/s, burst: 1000000}\n  headers: never\n"
+			extra := "  ip: {rate: 1000000000/s, burst: 1000000}\n  headers: never\n  redis: {timeout: 2s}\n"
 			if rules > 0 {
 				extra += "  rules:\n    - {path: /api, rate: 1000000000/s, burst: 1000000}\n    - {name: daily, path: /api, rate: 1000000000/d, burst: 1000000}\n"
 			}

@@ -151,6 +151,10 @@ func (fw *forwarder) fail(w http.ResponseWriter, r *http.Request, err error) {
 			}
 		}
 		info.Route = "accel"
+		// The file is served to the front's own writer, below response
+		// compression: static mounts compress (or not) by their own rules,
+		// and a second pass would only burn CPU.
+		w = frontWriter(w)
 		served := false
 		if accel.sendfile {
 			served = fw.static.ServeSendfile(w, r, accel.target)
@@ -183,6 +187,21 @@ func (fw *forwarder) fail(w http.ResponseWriter, r *http.Request, err error) {
 		retry = time.Second
 	}
 	writeError(w, status, info.ID, retry)
+}
+
+// frontWriter unwraps w down to the front's recorder (through
+// middlewares such as compression), or returns w if there is none.
+func frontWriter(w http.ResponseWriter) http.ResponseWriter {
+	for cur := w; ; {
+		if rec, ok := cur.(*recorder); ok {
+			return rec
+		}
+		u, ok := cur.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		cur = u.Unwrap()
+	}
 }
 
 // statusFor maps an error from the pool to the status the client gets and

@@ -490,3 +490,44 @@ func TestCompressCommand(t *testing.T) {
 		t.Errorf("compress without DIR: %v %s, want usage and exit 2", err, out)
 	}
 }
+
+// TestAccelRedirect: the app answers with X-Accel-Redirect and gatehouse
+// sends the file from an internal mount, keeping the app's
+// Content-Disposition; the internal mount is not reachable directly.
+func TestAccelRedirect(t *testing.T) {
+	a, _ := startPythonApp(t)
+	media, _ := filepath.Abs("../../examples/hello/media")
+	g := startGatehouse(t, fmt.Sprintf(`
+server: {listen: "LISTEN"}
+static:
+  - {url: /protected/, root: %q, internal: true}
+compression: {}
+app: {upstreams: [%q]}
+`, media, a))
+	want, _ := os.ReadFile(filepath.Join(media, "notes.txt"))
+	req, _ := http.NewRequest("GET", g.url+"/download", nil)
+	req.Header.Set("Accept-Encoding", "identity")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(body) != string(want) {
+		t.Errorf("download: %d %q, want the file", res.StatusCode, body)
+	}
+	if cd := res.Header.Get("Content-Disposition"); !strings.Contains(cd, "notes.txt") {
+		t.Errorf("Content-Disposition %q, want the app's", cd)
+	}
+	if res.Header.Get("X-Accel-Redirect") != "" {
+		t.Errorf("X-Accel-Redirect leaked to the client")
+	}
+	res, err = http.Get(g.url + "/protected/notes.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode == 200 {
+		t.Errorf("the internal mount answered a direct request")
+	}
+}

@@ -9,6 +9,7 @@ Routes:
   /slow?ms=N     answers after N milliseconds
   /events        Server-Sent Events: five ticks, 200 ms apart
   /echo          POST: echoes the body back
+  /download      X-Accel-Redirect to /protected/notes.txt (an internal mount)
 """
 import json
 import os
@@ -69,6 +70,13 @@ class Handler(BaseHTTPRequestHandler):
                 "pid": os.getpid(),
             }).encode()
             return self.send(200, "application/json", body)
+        if url.path == "/download":
+            # The protected-media pattern: the app decides, gatehouse sends
+            # the file from an internal static mount.
+            return self.send(200, "text/plain", b"", [
+                ("X-Accel-Redirect", "/protected/notes.txt"),
+                ("Content-Disposition", 'attachment; filename="notes.txt"'),
+            ])
         if url.path == "/slow":
             ms = int(parse_qs(url.query).get("ms", ["1000"])[0])
             time.sleep(ms / 1000)

@@ -21,7 +21,7 @@ func (p *Pool) workerReady(m *member) {
 		m.state = stateReady
 	}
 	p.bootErr = nil
-	p.wakeLocked(p.waiters.Len())
+	p.dispatchLocked()
 	p.mu.Unlock()
 	p.met.workers.WithLabelValues("booting").Dec()
 	p.met.workers.WithLabelValues("ready").Inc()
@@ -32,7 +32,7 @@ func (p *Pool) workerReady(m *member) {
 func (p *Pool) bootFailed(err error) {
 	p.mu.Lock()
 	p.bootErr = err
-	p.wakeLocked(p.waiters.Len())
+	p.dispatchLocked()
 	p.mu.Unlock()
 }
 
@@ -54,7 +54,7 @@ func (p *Pool) drain(m *member) <-chan struct{} {
 	}
 	// Requests queued for m may now have to wait for another worker, or
 	// fail if none is left.
-	p.wakeLocked(p.waiters.Len())
+	p.dispatchLocked()
 	return ch
 }
 
@@ -82,7 +82,7 @@ func (p *Pool) removeMember(m *member) {
 		close(p.allIdle)
 		p.allIdle = nil
 	}
-	p.wakeLocked(p.waiters.Len())
+	p.dispatchLocked()
 	p.mu.Unlock()
 	if m.idle != nil {
 		m.idle()
@@ -93,6 +93,7 @@ func (p *Pool) removeMember(m *member) {
 func (p *Pool) setLimits(cfg Config) {
 	p.mu.Lock()
 	p.cfg = cfg
-	p.wakeLocked(p.waiters.Len())
+	p.respBuf = int64(cfg.ResponseBuffer)
+	p.dispatchLocked()
 	p.mu.Unlock()
 }

@@ -48,7 +48,8 @@ type Pool struct {
 	stopBg context.CancelFunc
 	wg     sync.WaitGroup // background goroutines (health checks, supervisor)
 
-	respBuf int64 // responses up to this size are read whole at once
+	respBuf  int64 // responses up to this size are read whole at once (under mu)
+	spoolMax int64 // responses above respBuf, up to this, are spooled to a file (under mu)
 
 	mu        sync.Mutex
 	cfg       Config
@@ -101,8 +102,10 @@ type member struct {
 }
 
 type waiter struct {
-	ch   chan struct{}
-	elem *list.Element
+	ch    chan struct{}
+	elem  *list.Element
+	tried map[*member]bool
+	m     *member // the slot handed over by dispatchLocked, if any
 }
 
 // New checks cfg and returns a pool that is not yet running: Start begins
@@ -116,7 +119,7 @@ func New(cfg Config, opts Options) (*Pool, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Pool{kind: cfg.Kind(), cfg: cfg, log: log.With("component", "workers"), respBuf: int64(cfg.ResponseBuffer)}
+	p := &Pool{kind: cfg.Kind(), cfg: cfg, log: log.With("component", "workers"), respBuf: int64(cfg.ResponseBuffer), spoolMax: maxSpool}
 	p.bg, p.stopBg = context.WithCancel(context.Background())
 	p.met = newMetrics(p)
 	if opts.Registerer != nil {
@@ -266,7 +269,7 @@ var errTimedOut = errors.New("timeout")
 // when the response body is closed (or at once on error).
 func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Response, error) {
 	p.mu.Lock()
-	timeout := p.cfg.Timeout.D()
+	timeout, respBuf, spoolMax := p.cfg.Timeout.D(), p.respBuf, p.spoolMax
 	p.mu.Unlock()
 	ctx, cancel := context.WithCancelCause(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
 		WroteHeaders: func() { sent.Store(true) },
@@ -278,7 +281,7 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	out.URL = &u
 	start := time.Now()
 	resp, err := m.rt.RoundTrip(out)
-	if err == nil && r.Method != http.MethodHead && resp.ContentLength > 0 && resp.ContentLength <= p.respBuf && resp.StatusCode != http.StatusSwitchingProtocols {
+	if err == nil && r.Method != http.MethodHead && resp.ContentLength > 0 && resp.ContentLength <= respBuf && resp.StatusCode != http.StatusSwitchingProtocols {
 		// Take a small whole response off the backend now, so that a slow
 		// client cannot hold the worker (or the slot) while it reads.
 		if b, rerr := readBody(resp.Body, resp.ContentLength); rerr == nil {
@@ -326,6 +329,14 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 		cancel(nil)
 		p.release(m, true)
 		return resp, nil
+	}
+	if r.Method != http.MethodHead && resp.ContentLength > respBuf && resp.ContentLength <= spoolMax && resp.StatusCode != http.StatusSwitchingProtocols {
+		sp, err := newSpool(resp.Body, func() { cancel(nil) }, func(ok bool) { cancel(nil); p.release(m, ok) })
+		if err == nil {
+			resp.Body = sp
+			return resp, nil
+		}
+		p.log.Warn("cannot spool a response to a temp file; passing it through", "error", err)
 	}
 	b := &body{ReadCloser: resp.Body, done: func() { cancel(nil); p.release(m, true) }}
 	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
@@ -396,7 +407,9 @@ type rwBody struct {
 func (b *rwBody) Write(p []byte) (int, error) { return b.w.Write(p) }
 
 // acquire reserves a slot on the least-busy usable member not in tried,
-// waiting in the FIFO queue while all are busy. It returns how long it waited.
+// waiting in the FIFO queue while all are busy. A freed slot is handed
+// straight to the first waiter (dispatchLocked), so a request arriving
+// later never overtakes one that waited. It returns how long it waited.
 func (p *Pool) acquire(ctx context.Context, tried map[*member]bool) (*member, time.Duration, error) {
 	var (
 		start = time.Now()
@@ -415,13 +428,12 @@ func (p *Pool) acquire(ctx context.Context, tried map[*member]bool) (*member, ti
 			return nil, time.Since(start), backend.ErrClosed
 		}
 		m, canWait := p.pickLocked(tried, time.Now())
-		if m != nil {
-			m.active++
-			m.requests++
+		if m != nil && (w != nil || p.waiters.Len() == 0) {
+			p.takeLocked(m)
 			p.mu.Unlock()
 			return m, time.Since(start), nil
 		}
-		if !canWait {
+		if m == nil && !canWait {
 			err := p.bootErr
 			p.mu.Unlock()
 			if err != nil {
@@ -434,13 +446,14 @@ func (p *Pool) acquire(ctx context.Context, tried map[*member]bool) (*member, ti
 				p.mu.Unlock()
 				return nil, 0, queueFull{retry: time.Second}
 			}
-			w = &waiter{ch: make(chan struct{}, 1)}
+			w = &waiter{ch: make(chan struct{}, 1), tried: tried}
 			w.elem = p.waiters.PushBack(w)
 			timer = time.NewTimer(p.cfg.QueueTimeout.D() - time.Since(start))
 		} else {
-			// Woken but beaten to the slot: keep our place at the front.
+			// Woken without a slot (the pool changed): keep our place.
 			w.elem = p.waiters.PushFront(w)
 		}
+		p.dispatchLocked()
 		p.mu.Unlock()
 		var err error
 		select {
@@ -455,24 +468,33 @@ func (p *Pool) acquire(ctx context.Context, tried map[*member]bool) (*member, ti
 			if w.elem != nil {
 				p.waiters.Remove(w.elem)
 				w.elem = nil
-			} else {
-				// We were woken as we gave up: pass the turn on.
-				p.wakeLocked(1)
+			} else if w.m != nil {
+				// Handed a slot as we gave up: give it back.
+				w.m.active--
+				w.m.requests--
+				w.m.probing = false
+				w.m = nil
+				p.dispatchLocked()
 			}
 			p.mu.Unlock()
 			return nil, time.Since(start), err
+		}
+		if m := w.m; m != nil {
+			p.mu.Unlock()
+			return m, time.Since(start), nil
 		}
 	}
 }
 
 // pickLocked returns the usable member with the fewest requests in flight,
 // rotating among equals. When none is free, canWait says whether one may
-// become free (a busy or booting member exists).
+// become free (a busy or booting member exists, or the supervisor will
+// bring workers back).
 func (p *Pool) pickLocked(tried map[*member]bool, now time.Time) (best *member, canWait bool) {
-	n := len(p.members)
 	// A supervised pool always gets its workers back (replaced, rebooted),
 	// so requests wait for them, unless workers are failing to boot.
 	canWait = p.sup != nil && p.bootErr == nil
+	n := len(p.members)
 	if n == 0 {
 		return nil, canWait
 	}
@@ -503,10 +525,53 @@ func (p *Pool) pickLocked(tried map[*member]bool, now time.Time) (best *member, 
 			best = m
 		}
 	}
-	if best != nil && best.state == stateDown {
-		best.probing = true
-	}
 	return best, canWait
+}
+
+// takeLocked reserves a slot on m.
+func (p *Pool) takeLocked(m *member) {
+	m.active++
+	m.requests++
+	if m.state == stateDown {
+		m.probing = true
+	}
+}
+
+// dispatchLocked hands free slots to waiters in queue order, and wakes
+// (without a slot) the waiters that can no longer be served, so that they
+// fail at once rather than at queue_timeout.
+func (p *Pool) dispatchLocked() {
+	now := time.Now()
+	for e := p.waiters.Front(); e != nil; {
+		w := e.Value.(*waiter)
+		next := e.Next()
+		m, canWait := p.pickLocked(w.tried, now)
+		switch {
+		case m != nil:
+			p.takeLocked(m)
+			w.m = m
+		case !canWait || p.closed:
+		default:
+			if w.tried == nil {
+				return // no slot for anyone
+			}
+			e = next
+			continue
+		}
+		p.waiters.Remove(e)
+		w.elem = nil
+		w.ch <- struct{}{}
+		e = next
+	}
+}
+
+// wakeAllLocked wakes every waiter without a slot (the pool is closing).
+func (p *Pool) wakeAllLocked() {
+	for p.waiters.Len() > 0 {
+		w := p.waiters.Remove(p.waiters.Front()).(*waiter)
+		w.elem = nil
+		w.ch <- struct{}{}
+	}
 }
 
 func (p *Pool) limitLocked() int {
@@ -516,14 +581,6 @@ func (p *Pool) limitLocked() int {
 	return p.cfg.Threads
 }
 
-func (p *Pool) wakeLocked(n int) {
-	for ; n > 0 && p.waiters.Len() > 0; n-- {
-		w := p.waiters.Remove(p.waiters.Front()).(*waiter)
-		w.elem = nil
-		w.ch <- struct{}{}
-	}
-}
-
 // release frees m's slot. ok is false when the attempt failed.
 func (p *Pool) release(m *member, ok bool) {
 	p.mu.Lock()
@@ -531,7 +588,7 @@ func (p *Pool) release(m *member, ok bool) {
 	if m.probing && !ok {
 		m.probing = false
 	}
-	p.wakeLocked(1)
+	p.dispatchLocked()
 	if m.active == 0 && m.drained != nil {
 		close(m.drained)
 		m.drained = nil
@@ -577,7 +634,7 @@ func (p *Pool) markDown(m *member, err error) {
 	// Requests queued meanwhile get another look once the probe is due.
 	time.AfterFunc(backoff, func() {
 		p.mu.Lock()
-		p.wakeLocked(p.waiters.Len())
+		p.dispatchLocked()
 		p.mu.Unlock()
 	})
 	if was != stateDown {
@@ -598,7 +655,7 @@ func (p *Pool) markUp(m *member) {
 		return
 	}
 	m.state, m.fails, m.probing = stateReady, 0, false
-	p.wakeLocked(p.waiters.Len())
+	p.dispatchLocked()
 	p.mu.Unlock()
 	p.met.healthy.WithLabelValues(m.label).Set(1)
 	p.log.Info("backend back in service", "upstream", m.name)
@@ -732,9 +789,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		return nil
 	}
 	p.closed = true
-	for p.waiters.Len() > 0 {
-		p.wakeLocked(1)
-	}
+	p.wakeAllLocked()
 	var idle chan struct{}
 	if !p.idleLocked() {
 		idle = make(chan struct{})

@@ -39,7 +39,8 @@ func (p *Pool) setUpstreams(cfg Config) {
 	}
 	p.members = members
 	p.cfg = cfg
-	p.wakeLocked(p.waiters.Len())
+	p.respBuf = int64(cfg.ResponseBuffer)
+	p.dispatchLocked()
 	p.mu.Unlock()
 }
 

@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -19,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/conf"
 )
 
 // python returns the interpreter for WSGI tests: Debian's /usr/bin/python3
@@ -385,30 +388,60 @@ func TestWSGISlowClientDoesNotHoldWorker(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "blob")
 	const size = 4 << 20 // more than socket buffers hold
 	os.WriteFile(file, bytes.Repeat([]byte("x"), size), 0o644)
-	cfg := wsgiCfg(t, "filewrap", 1)
-	cfg.Env["TEST_FILE"] = file
-	cfg.ResponseBuffer = 8 << 20
-	if os.Getenv("NO_RESPONSE_BUFFER") != "" {
-		cfg.ResponseBuffer = 1 // shows the test fails without buffering
-	}
-	_, _, url := startWSGI(t, cfg)
-	// A client that asks for 4 MiB and reads nothing: raw TCP, so no
-	// client library reads ahead for it.
-	slow, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
-	if tc, ok := slow.(*net.TCPConn); ok {
-		tc.SetReadBuffer(4096)
-	}
-	io.WriteString(slow, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(300 * time.Millisecond)
-	// With one worker and one thread, another request is served at once.
-	start := time.Now()
-	code, body, err := get(&http.Client{Timeout: 5 * time.Second}, url)
-	if err != nil || code != 200 || len(body) != size || time.Since(start) > time.Second {
-		t.Errorf("second request: %d %d bytes %v after %s", code, len(body), err, time.Since(start))
+	for _, tt := range []struct {
+		name string
+		buf  int64
+	}{
+		{"in memory", 8 << 20},
+		{"spooled to a file", 0},
+		{"passed through (fails)", -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.buf < 0 && os.Getenv("SHOW_SLOW_CLIENT_FAILURE") == "" {
+				t.Skip("set SHOW_SLOW_CLIENT_FAILURE=1 to see the test fail without buffering")
+			}
+			cfg := wsgiCfg(t, "filewrap", 1)
+			cfg.Env["TEST_FILE"] = file
+			cfg.ResponseBuffer = conf.Size(tt.buf)
+			p, _, url := startWSGI(t, cfg)
+			if tt.buf < 0 {
+				p.mu.Lock()
+				p.spoolMax = 0
+				p.mu.Unlock()
+			}
+			// A client that asks for 4 MiB and reads nothing: raw TCP, so
+			// no client library reads ahead for it.
+			// A small receive buffer, set before connecting so that the
+			// window is negotiated for it.
+			d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+				return c.Control(func(fd uintptr) {
+					syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
+				})
+			}}
+			slow, err := d.Dial("tcp", strings.TrimPrefix(url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer slow.Close()
+			io.WriteString(slow, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			time.Sleep(300 * time.Millisecond)
+			// With one worker and one thread, another request is served at once.
+			start := time.Now()
+			code, body, err := get(&http.Client{Timeout: 5 * time.Second}, url)
+			if err != nil || code != 200 || len(body) != size || time.Since(start) > time.Second {
+				t.Errorf("second request: %d %d bytes %v after %s", code, len(body), err, time.Since(start))
+			}
+			// The slow client still gets every byte.
+			slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			if n != size || err != nil {
+				t.Errorf("slow client got %d bytes, %v", n, err)
+			}
+		})
 	}
 }
 

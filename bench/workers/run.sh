@@ -31,7 +31,7 @@ tmp=$(mktemp -d)
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	[ -f "$tmp/nginx.pid" ] && kill -QUIT "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+	kill -QUIT "$(cat "$tmp/nginx.pid" 2>/dev/null)" 2>/dev/null || true
 	sleep 1
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	rm -rf "$tmp"
@@ -47,6 +47,7 @@ export EXAMPLE_DATA_DIR=$tmp/data DJANGO_SETTINGS_MODULE=mysite.settings
 	--bind "unix:$tmp/gunicorn.sock" --log-level warning mysite.wsgi:application) &
 pids+=($!)
 gunicorn_pid=$!
+disown $gunicorn_pid
 cat >"$tmp/nginx.conf" <<NGINX
 daemon off;
 user root;
@@ -76,6 +77,7 @@ NGINX
 nginx -c "$tmp/nginx.conf" -p "$tmp" &
 pids+=($!)
 nginx_pid=$!
+disown $nginx_pid
 
 # gatehouse.
 if [ -n "${GATEHOUSE_BIN:-}" ]; then
@@ -99,6 +101,7 @@ else
 fi
 pids+=($!)
 gh_pid=$!
+disown $gh_pid
 
 wait_up() {
 	for _ in $(seq 1 200); do

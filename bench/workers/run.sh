@@ -7,9 +7,9 @@
 #   ROUNDS=5 DUR=10s bench/workers/run.sh
 #
 # Needs: nginx-light (or nginx), gunicorn, python3-django, wrk, go.
-# gatehouse side: by default bench/workers/pooldriver (workers.Pool behind
-# httputil.ReverseProxy, no other middleware); GATEHOUSE_BIN=path runs
-# `gatehouse run` with a generated config instead.
+# gatehouse side: `gatehouse run` (built from cmd/gatehouse, or GATEHOUSE_BIN)
+# with a generated config; POOLDRIVER=1 uses bench/workers/pooldriver
+# instead (workers.Pool behind httputil.ReverseProxy, no front middleware).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -79,8 +79,13 @@ pids+=($!)
 nginx_pid=$!
 disown $nginx_pid
 
-# gatehouse.
+# gatehouse: the real binary when it builds (or GATEHOUSE_BIN), else the
+# pool driver (POOLDRIVER=1 forces it).
+if [ -z "${GATEHOUSE_BIN:-}" ] && [ -z "${POOLDRIVER:-}" ] && go build -o "$tmp/gatehouse" ./cmd/gatehouse 2>/dev/null; then
+	GATEHOUSE_BIN=$tmp/gatehouse
+fi
 if [ -n "${GATEHOUSE_BIN:-}" ]; then
+	echo "gatehouse side: $GATEHOUSE_BIN run" >&2
 	cat >"$tmp/gatehouse.yaml" <<YAML
 server:
   listen: "127.0.0.1:$GH_PORT"
@@ -96,6 +101,7 @@ app:
 YAML
 	"$GATEHOUSE_BIN" run -c "$tmp/gatehouse.yaml" &
 else
+	echo "gatehouse side: bench/workers/pooldriver" >&2
 	go build -o "$tmp/pooldriver" ./bench/workers/pooldriver
 	"$tmp/pooldriver" -listen "127.0.0.1:$GH_PORT" -chdir examples/django -workers $WORKERS &
 fi

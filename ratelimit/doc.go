@@ -52,7 +52,9 @@
 // limit and is keyed by the subject, so one customer's many machines share
 // their plan's quota. An unknown key or a token that fails verification
 // gets 401 with a short reason; a key is never logged or used as a Redis
-// key (a key without subject is counted under a digest of it).
+// key (a key without subject is counted under a digest of it). A refused
+// key or token still takes a token from the IP limit, so guessing keys is
+// limited like any other abuse: past the IP burst the guesser gets 429.
 //
 // The keys file is a YAML map:
 //

@@ -67,8 +67,8 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		info.Plan = st.plans[id.plan]
 	}
 
-	if max := st.cfg.MaxConcurrentPerIP; max > 0 {
-		if !l.conc.acquire(ip, max) {
+	if limit := st.cfg.MaxConcurrentPerIP; limit > 0 {
+		if !l.conc.acquire(ip, limit) {
 			l.metrics.concurrency.Inc()
 			if !st.cfg.DryRun {
 				if info != nil {

@@ -52,7 +52,10 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "staticfiles"
+# Collected (hashed) files are committed, so that gatehouse's static mount
+# has its root on a fresh checkout; after changing demo/static run
+# `python3 manage.py collectstatic --noinput --clear`.
+STATIC_ROOT = BASE_DIR / "staticfiles"
 # Hashed names (app.css -> app.3f2a...css) plus staticfiles.json: gatehouse
 # serves these with "Cache-Control: immutable" from its static mount.
 if django.VERSION >= (4, 2):

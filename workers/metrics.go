@@ -1,6 +1,8 @@
 package workers
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -54,9 +56,22 @@ func newMetrics(p *Pool) *metrics {
 	}
 }
 
+func (m *metrics) all() []prometheus.Collector {
+	return []prometheus.Collector{m.healthy, m.requests, m.queueWait, m.queued, m.restarts, m.memory, m.workers}
+}
+
+// register adds the pool's collectors to r. A pool that replaces another
+// on the same registry (the app section removed and added back on reload)
+// takes the names over from the old one.
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.healthy, m.requests, m.queueWait, m.queued, m.restarts, m.memory, m.workers} {
-		if err := r.Register(c); err != nil {
+	for _, c := range m.all() {
+		err := r.Register(c)
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			r.Unregister(are.ExistingCollector)
+			err = r.Register(c)
+		}
+		if err != nil {
 			return err
 		}
 	}

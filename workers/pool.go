@@ -811,6 +811,9 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	p.stopBg()
 	p.wg.Wait()
+	// The collectors stay registered (frozen) until a new pool on the same
+	// registry takes their names over: unregistering here could remove a
+	// successor's that already did.
 	p.mu.Lock()
 	for _, m := range p.members {
 		if m.idle != nil {

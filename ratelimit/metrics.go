@@ -62,10 +62,14 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) *metrics {
 }
 
 // bind resolves a policy's counters once, so that counting a decision is
-// one atomic add and no label lookup.
+// one atomic add and no label lookup. Only the plans the policy applies to
+// get series.
 func (m *metrics) bind(p *policy, plans []string) {
 	p.counters = make([][numResults]prometheus.Counter, len(plans)+1)
 	for i := range p.counters {
+		if p.limits[i].interval == 0 {
+			continue // this plan is never counted here: no empty series
+		}
 		plan := "none"
 		if i > 0 {
 			plan = plans[i-1]

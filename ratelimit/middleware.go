@@ -142,7 +142,7 @@ func (l *Limiter) count(cs []check, plan int, ok, dry bool) {
 		case !ok:
 			continue // not consulted or given back: not a decision
 		}
-		if ctr := c.pol.counters; len(ctr) > plan+1 {
+		if ctr := c.pol.counters; len(ctr) > plan+1 && ctr[plan+1][res] != nil {
 			ctr[plan+1][res].Inc()
 		}
 	}

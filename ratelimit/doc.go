@@ -49,7 +49,8 @@
 // looked up in identify.keys_file, or by an "Authorization: Bearer" JWT
 // (HS256, RS256 or ES256; exp and nbf checked; the plan from plan_claim,
 // the bucket keyed by subject_claim). Its plan's limit replaces the IP
-// limit and is keyed by the subject, so one customer's many machines share
+// limit and is keyed by the subject, so one customer's many machines (and
+// its API keys and tokens alike, when they name the same subject) share
 // their plan's quota. An unknown key or a token that fails verification
 // gets 401 with a short reason; a key is never logged or used as a Redis
 // key (a key without subject is counted under a digest of it). A refused

@@ -486,3 +486,46 @@ func TestBadKeysCostIPTokens(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// TestConcurrentUseAndReload runs requests from many goroutines while the
+// configuration and the keys file change under them (run with -race).
+func TestConcurrentUseAndReload(t *testing.T) {
+	dir := t.TempDir()
+	keys := writeFile(t, dir, "keys.yaml", `"k": {plan: pro, subject: s}`)
+	yml := yamlWith(plansYAML, "KEYS", keys) + "  max_concurrent_per_ip: 3\n  rules:\n    - {path: /a, rate: 10/s, burst: 5}\n"
+	l := newLimiter(t, strings.Replace(yml, "keys_reload: 1s", "keys_reload: 10ms", 1), nil, nil)
+	cfg, err := parseConfig(t, yml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ip := fmt.Sprintf("2001:db8:%x::%x", g, i%7)
+				w := do(l, []string{"GET", "POST"}[i%2], []string{"/", "/a", "/a/b"}[i%3], ip, "X-API-Key", []string{"", "k", "bad"}[i%3])
+				if w.Code != 200 && w.Code != 401 && w.Code != 429 {
+					t.Errorf("status %d", w.Code)
+					return
+				}
+			}
+		})
+	}
+	for i := range 20 {
+		c := cfg
+		c.IP.Burst = 2 + i%3
+		if err := l.Reload(c); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, dir, "keys.yaml", fmt.Sprintf(`{"k": {plan: pro, subject: s}, "k%d": {plan: free}}`, i))
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+}

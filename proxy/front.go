@@ -53,9 +53,12 @@ type front struct {
 	guard   *guard
 	static  StaticRouter
 	app     http.Handler // nil when there is no app section
-	obs     *observer
-	log     *slog.Logger
-	tls     *frontTLS // nil without TLS
+	// limitedStatic serves static mounts behind the rate limiter when
+	// ratelimit.static is set; nil otherwise.
+	limitedStatic http.Handler
+	obs           *observer
+	log           *slog.Logger
+	tls           *frontTLS // nil without TLS
 }
 
 // frontTLS is the HTTPS policy of a generation.
@@ -173,6 +176,9 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if h, ok := f.static.Match(r.URL.Path); ok {
 			if info.Route == "" {
 				info.Route = "static"
+			}
+			if f.limitedStatic != nil {
+				h = f.limitedStatic
 			}
 			h.ServeHTTP(rec, r)
 			return

@@ -35,6 +35,8 @@ type Options struct {
 	Static StaticRouter
 	// Limit wraps the app route (the rate limiter); nil means none.
 	Limit Middleware
+	// LimitStatic applies Limit to static mounts too.
+	LimitStatic bool
 	// Encode wraps the app route to compress responses; nil means none.
 	Encode Middleware
 	// Logger receives operational logs; nil means slog.Default().
@@ -172,6 +174,15 @@ func (s *Server) install(opts Options) error {
 			app = opts.Limit(app)
 		}
 		f.app = app
+	}
+	if opts.Limit != nil && opts.LimitStatic && opts.Static != nil {
+		// Built once: the limiter wraps a dispatcher that finds the mount
+		// again (a prefix scan), so no wrapper is made per request.
+		f.limitedStatic = opts.Limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if h, ok := opts.Static.Match(r.URL.Path); ok {
+				h.ServeHTTP(w, r)
+			}
+		}))
 	}
 	s.opts = opts
 	status := opts.Status

@@ -54,6 +54,7 @@ func serve(path string, stderr io.Writer) int {
 	}
 	g := &gate{path: path, level: new(slog.LevelVar), cfg: cfg}
 	g.log, g.access = newLoggers(cfg.Log, stderr, g.level)
+	setRedisLogger(g.log)
 	g.log.Info("starting gatehouse", "version", versionString(), "config", path)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -146,6 +147,7 @@ func (g *gate) options(cfg *fileConfig) proxy.Options {
 	}
 	if g.limiter != nil {
 		o.Limit = g.limiter.Wrap
+		o.LimitStatic = cfg.RateLimit.Static
 	}
 	if cfg.Compression != nil {
 		o.Encode = compress.Middleware(*cfg.Compression)

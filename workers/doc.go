@@ -105,8 +105,9 @@
 // (the shim stops accepting and exits once idle) and SIGKILL after
 // graceful_timeout.
 //
-// Not handled here: gatehouse as PID 1 reaping orphans adopted from other
-// process trees (run it under an init such as tini or docker --init).
+// As PID 1 in a container, gatehouse adopts every orphaned process there;
+// cmd/gatehouse runs ReapOrphans then, which reaps zombies nobody waits for
+// (never a worker: each has a goroutine blocked in its Wait).
 //
 // # The WSGI shim
 //

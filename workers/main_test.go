@@ -25,6 +25,10 @@ import (
 // The test binary doubles as a fake worker: with GATEHOUSE_FAKE set it runs
 // one of the modes below instead of the tests (the helper-process idiom).
 func TestMain(m *testing.M) {
+	if os.Getenv("GATEHOUSE_SUBREAPER") != "" {
+		subreaper()
+		os.Exit(0)
+	}
 	if mode := os.Getenv("GATEHOUSE_FAKE"); mode != "" {
 		fakeWorker(mode)
 		os.Exit(0)

@@ -531,3 +531,44 @@ app: {upstreams: [%q]}
 		t.Errorf("the internal mount answered a direct request")
 	}
 }
+
+// TestRateLimitThroughFront: limits apply to the app route, static mounts
+// are exempt unless ratelimit.static is set.
+func TestRateLimitThroughFront(t *testing.T) {
+	a, _ := startPythonApp(t)
+	root, _ := filepath.Abs("../../examples/hello/static")
+	for _, limitStatic := range []bool{false, true} {
+		t.Run(fmt.Sprintf("static=%v", limitStatic), func(t *testing.T) {
+			g := startGatehouse(t, fmt.Sprintf(`
+server: {listen: "LISTEN"}
+static: [{url: /static/, root: %q}]
+ratelimit:
+  ip: {rate: 1/m, burst: 2}
+  static: %v
+app: {upstreams: [%q]}
+`, root, limitStatic, a))
+			codes := func(path string, n int) []int {
+				var out []int
+				for range n {
+					res, err := http.Get(g.url + path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					res.Body.Close()
+					out = append(out, res.StatusCode)
+				}
+				return out
+			}
+			if got := fmt.Sprint(codes("/static/hello.css", 4)); limitStatic && got != "[200 200 429 429]" || !limitStatic && got != "[200 200 200 200]" {
+				t.Errorf("static requests: %s", got)
+			}
+			want := "[200 200 429]"
+			if limitStatic {
+				want = "[429 429 429]" // the static requests used the burst
+			}
+			if got := fmt.Sprint(codes("/api/hello", 3)); got != want {
+				t.Errorf("app requests: %s, want %s", got, want)
+			}
+		})
+	}
+}

@@ -50,7 +50,7 @@ func BenchmarkEnviron(b *testing.B) {
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = appendEnviron(buf[:0], r)
+		_, buf = encodeEnviron(buf[:0], r)
 	}
 	b.SetBytes(int64(len(buf)))
 }

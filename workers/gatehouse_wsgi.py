@@ -11,12 +11,15 @@ It needs only the Python standard library. gatehouse passes:
 Wire protocol (both ways): frames of a 1-byte type, a 4-byte big-endian
 length and the payload (at most 1 MiB).
 
-  gatehouse -> shim   R environ pairs, then B body chunks, then E (end of body)
-  shim -> gatehouse   H ":status" pair and header pairs, D body chunks,
+  gatehouse -> shim   Q environ, then B body chunks, then E (end of body)
+  shim -> gatehouse   H head, D body chunks,
                       F (response complete) or X message (aborted after H)
 
-A pair is a 2-byte key length, the key, a 4-byte value length, the value.
-Keys and values are bytes; the shim decodes them as latin-1 (PEP 3333).
+Q is the environ's keys and values separated by NUL bytes; when a value holds
+a NUL (a %00 in the path) gatehouse sends R instead: pairs of a 2-byte key
+length, the key, a 4-byte value length, the value. Keys and values are bytes;
+the shim decodes them as latin-1 (PEP 3333). H is ":status", the status
+line, then header names and values, NUL-separated.
 
 Signals: SIGTERM stops accepting, lets requests in progress finish, exits.
 SIGUSR1 dumps every thread's stack to stderr (gatehouse does this to a
@@ -98,16 +101,14 @@ def decode_pairs(p):
     return env
 
 
-def encode_pairs(pairs):
-    out = []
-    for k, v in pairs:
-        kb = k.encode("latin-1")
-        vb = v.encode("latin-1")
-        out.append(PAIR_K.pack(len(kb)))
-        out.append(kb)
-        out.append(PAIR_V.pack(len(vb)))
-        out.append(vb)
-    return b"".join(out)
+def encode_head(status, headers):
+    """The H frame payload: ":status", status, names and values, NUL-separated
+    (start_response has refused NULs in them)."""
+    out = [":status", status]
+    for k, v in headers:
+        out.append(k)
+        out.append(v)
+    return "\0".join(out).encode("latin-1")
 
 
 class Input:
@@ -215,12 +216,19 @@ class Worker:
                     t, p = conn.read_frame()
                 except (EOFError, OSError):
                     return
-                if t != b"R":
+                if t == b"Q":
+                    parts = p.decode("latin-1").split("\0")
+                    if len(parts) % 2:
+                        raise ProtocolError("odd environ")
+                    environ = dict(zip(parts[0::2], parts[1::2]))
+                elif t == b"R":
+                    environ = decode_pairs(p)
+                else:
                     raise ProtocolError("want a request head, got %r" % t)
                 with self.lock:
                     self.busy += 1
                 try:
-                    if not self.handle(conn, decode_pairs(p)):
+                    if not self.handle(conn, environ):
                         return
                 finally:
                     with self.lock:
@@ -257,7 +265,7 @@ class Worker:
         def send_head():
             if not state["sent"]:
                 state["sent"] = True
-                conn.send(b"H", encode_pairs([(":status", state["status"])] + state["headers"]))
+                conn.send(b"H", encode_head(state["status"], state["headers"]))
 
         def write(data):
             if state["status"] is None:
@@ -277,13 +285,14 @@ class Worker:
                     exc_info = None
             elif state["status"] is not None:
                 raise AssertionError("start_response() called twice without exc_info")
-            if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+            if (not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit()
+                    or status[3] != " " or any(c in status for c in "\r\n\0")):
                 raise ValueError("bad status %r" % (status,))
             hs = []
             for name, value in headers:
                 if not isinstance(name, str) or not isinstance(value, str):
                     raise TypeError("header names and values must be str: %r" % ((name, value),))
-                if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
+                if any(c in value for c in "\r\n\0") or any(c in name for c in "\r\n\0:"):
                     raise ValueError("invalid header %r" % ((name, value),))
                 hs.append((name, value))
             state["status"], state["headers"] = status, hs
@@ -308,7 +317,7 @@ class Worker:
                         # The whole body is known: say its length, so the
                         # front need not chunk it and flush every write.
                         headers = headers + [("Content-Length", str(sum(len(c) for c in chunks)))]
-                    head = encode_pairs([(":status", state["status"])] + headers)
+                    head = encode_head(state["status"], headers)
                     frames += [HDR.pack(b"H", len(head)), head]
                 if not head_only:
                     for data in chunks:
@@ -345,9 +354,9 @@ class Worker:
             else:
                 body = b"Internal Server Error"
                 try:
-                    conn.send(b"H", encode_pairs([(":status", "500 Internal Server Error"),
-                                                  ("Content-Type", "text/plain; charset=utf-8"),
-                                                  ("Content-Length", str(len(body)))]))
+                    conn.send(b"H", encode_head("500 Internal Server Error",
+                                                [("Content-Type", "text/plain; charset=utf-8"),
+                                                 ("Content-Length", str(len(body)))]))
                     if not head_only:
                         conn.send(b"D", body)
                 except OSError:

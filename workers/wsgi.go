@@ -2,6 +2,7 @@ package workers
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/binary"
@@ -29,10 +30,11 @@ var shimSource []byte
 // Frame types of the gatehouse <-> shim protocol. A frame is the type byte,
 // a big-endian uint32 payload length and the payload.
 const (
-	frameRequest  = 'R' // environ pairs
+	frameRequest  = 'R' // environ as length-prefixed pairs (when a value holds a NUL)
+	frameRequestQ = 'Q' // environ as NUL-separated keys and values (the usual form)
 	frameBody     = 'B' // a request body chunk
 	frameBodyEnd  = 'E' // end of the request body
-	frameHead     = 'H' // ":status" and header pairs
+	frameHead     = 'H' // ":status", status, then header names and values, NUL-separated
 	frameData     = 'D' // a response body chunk
 	frameFinish   = 'F' // response complete; the connection is reusable
 	frameAbort    = 'X' // the app failed after the head was sent
@@ -125,8 +127,8 @@ func (t *wsgiTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	env := appendEnviron(nil, r)
-	if err := writeFrame(wc.bw, frameRequest, env); err != nil {
+	typ, env := encodeEnviron(nil, r)
+	if err := writeFrame(wc.bw, typ, env); err != nil {
 		closeBody(r)
 		return fail(err)
 	}
@@ -276,35 +278,45 @@ func decodePairs(p []byte, fn func(k, v []byte) error) error {
 	return nil
 }
 
-// parseHead turns an H frame into a response with its status and headers,
-// refusing what would be unsafe to pass on (bad names, CR/LF in values).
+// parseHead turns an H frame (NUL-separated ":status", status, then names
+// and values) into a response, refusing what would be unsafe to pass on
+// (bad names, control characters in values).
 func parseHead(p []byte) (*http.Response, error) {
 	resp := &http.Response{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, ContentLength: -1}
-	first := true
-	err := decodePairs(p, func(k, v []byte) error {
-		if first {
-			first = false
-			if string(k) != ":status" || len(v) < 3 {
-				return fmt.Errorf("%w: head without status", errProtocol)
-			}
-			code, err := strconv.Atoi(string(v[:3]))
-			if err != nil || code < 100 || code > 999 || len(v) > 3 && v[3] != ' ' {
-				return fmt.Errorf("%w: bad status %q", errProtocol, v)
-			}
-			resp.StatusCode, resp.Status = code, string(v)
-			return nil
+	next := func() ([]byte, bool) {
+		if p == nil {
+			return nil, false
+		}
+		i := bytes.IndexByte(p, 0)
+		if i < 0 {
+			f := p
+			p = nil
+			return f, true
+		}
+		f := p[:i]
+		p = p[i+1:]
+		return f, true
+	}
+	k, ok1 := next()
+	v, ok2 := next()
+	if !ok1 || !ok2 || string(k) != ":status" || len(v) < 3 {
+		return nil, fmt.Errorf("%w: head without status", errProtocol)
+	}
+	code, err := strconv.Atoi(string(v[:3]))
+	if err != nil || code < 100 || code > 999 || len(v) > 3 && v[3] != ' ' || !validHeaderValue(v) {
+		return nil, fmt.Errorf("%w: bad status %q", errProtocol, v)
+	}
+	resp.StatusCode, resp.Status = code, string(v)
+	for p != nil {
+		k, _ := next()
+		v, ok := next()
+		if !ok {
+			return nil, fmt.Errorf("%w: header %q without value", errProtocol, k)
 		}
 		if !validHeaderName(k) || !validHeaderValue(v) {
-			return fmt.Errorf("%w: invalid header %q", errProtocol, k)
+			return nil, fmt.Errorf("%w: invalid header %q", errProtocol, k)
 		}
 		resp.Header.Add(string(k), string(v))
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if first {
-		return nil, fmt.Errorf("%w: empty head", errProtocol)
 	}
 	if cl := resp.Header.Get("Content-Length"); cl != "" {
 		n, err := strconv.ParseInt(cl, 10, 64)
@@ -420,10 +432,46 @@ func (b *wsgiBody) finish(reuse bool) {
 	})
 }
 
+// encodeEnviron returns the request frame for r: NUL-separated (one split
+// in Python, the usual case) unless some value holds a NUL byte (a %00 in
+// the path), when it falls back to length-prefixed pairs.
+func encodeEnviron(b []byte, r *http.Request) (byte, []byte) {
+	if strings.IndexByte(r.URL.Path, 0) < 0 && strings.IndexByte(r.Host, 0) < 0 && !headerHasNul(r.Header) {
+		return frameRequestQ, appendEnviron(b, r, appendNul)
+	}
+	return frameRequest, appendEnviron(b, r, appendPair)
+}
+
+func headerHasNul(h http.Header) bool {
+	for k, vs := range h {
+		if strings.IndexByte(k, 0) >= 0 {
+			return true
+		}
+		for _, v := range vs {
+			if strings.IndexByte(v, 0) >= 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appendNul appends "k\0v", with a separating NUL before it unless b is empty.
+func appendNul(b []byte, k, v string) []byte {
+	if len(b) > 0 {
+		b = append(b, 0)
+	}
+	b = append(b, k...)
+	b = append(b, 0)
+	return append(b, v...)
+}
+
 // appendEnviron encodes the PEP 3333 environ of r: CGI variables from the
 // request, REMOTE_ADDR and wsgi.url_scheme from what the front learned
 // (reqinfo), so the app needs no proxy-header trust of its own.
-func appendEnviron(b []byte, r *http.Request) []byte {
+//
+// add appends one key and value: appendPair (frame R) or appendNul (frame Q).
+func appendEnviron(b []byte, r *http.Request, add func(b []byte, k, v string) []byte) []byte {
 	info := reqinfo.From(r.Context())
 	scheme := "http"
 	remote := ""
@@ -460,21 +508,21 @@ func appendEnviron(b []byte, r *http.Request) []byte {
 	if path == "" {
 		path = "/"
 	}
-	b = appendPair(b, "REQUEST_METHOD", r.Method)
-	b = appendPair(b, "SCRIPT_NAME", "")
-	b = appendPair(b, "PATH_INFO", path)
-	b = appendPair(b, "QUERY_STRING", r.URL.RawQuery)
-	b = appendPair(b, "RAW_URI", r.URL.RequestURI())
-	b = appendPair(b, "SERVER_NAME", name)
-	b = appendPair(b, "SERVER_PORT", port)
-	b = appendPair(b, "SERVER_PROTOCOL", protoOf(r))
-	b = appendPair(b, "REMOTE_ADDR", remote)
-	b = appendPair(b, "wsgi.url_scheme", scheme)
+	b = add(b, "REQUEST_METHOD", r.Method)
+	b = add(b, "SCRIPT_NAME", "")
+	b = add(b, "PATH_INFO", path)
+	b = add(b, "QUERY_STRING", r.URL.RawQuery)
+	b = add(b, "RAW_URI", r.URL.RequestURI())
+	b = add(b, "SERVER_NAME", name)
+	b = add(b, "SERVER_PORT", port)
+	b = add(b, "SERVER_PROTOCOL", protoOf(r))
+	b = add(b, "REMOTE_ADDR", remote)
+	b = add(b, "wsgi.url_scheme", scheme)
 	if host != "" {
-		b = appendPair(b, "HTTP_HOST", host)
+		b = add(b, "HTTP_HOST", host)
 	}
 	if r.ContentLength > 0 || r.ContentLength == 0 && r.Body != nil && r.Body != http.NoBody {
-		b = appendPair(b, "CONTENT_LENGTH", strconv.FormatInt(r.ContentLength, 10))
+		b = add(b, "CONTENT_LENGTH", strconv.FormatInt(r.ContentLength, 10))
 	}
 	var key []byte
 	for k, vs := range r.Header {
@@ -484,7 +532,7 @@ func appendEnviron(b []byte, r *http.Request) []byte {
 		case "Content-Length":
 			continue // from r.ContentLength, which the front verified
 		case "Content-Type":
-			b = appendPair(b, "CONTENT_TYPE", vs[0])
+			b = add(b, "CONTENT_TYPE", vs[0])
 			continue
 		}
 		// A name with "_" would collide with its "-" twin once mapped
@@ -508,7 +556,7 @@ func appendEnviron(b []byte, r *http.Request) []byte {
 		if k == "Cookie" {
 			sep = "; "
 		}
-		b = appendPair(b, string(key), strings.Join(vs, sep))
+		b = add(b, string(key), strings.Join(vs, sep))
 	}
 	return b
 }

@@ -20,7 +20,7 @@ func frame(typ byte, payload []byte) []byte {
 func head(pairs ...string) []byte {
 	var p []byte
 	for i := 0; i+1 < len(pairs); i += 2 {
-		p = appendPair(p, pairs[i], pairs[i+1])
+		p = appendNul(p, pairs[i], pairs[i+1])
 	}
 	return frame(frameHead, p)
 }
@@ -86,6 +86,7 @@ func FuzzShimResponse(f *testing.F) {
 func FuzzEnviron(f *testing.F) {
 	f.Add("GET", "/caf%C3%A9?x=1", "example.com:8080", "X-Thing", "v")
 	f.Add("POST", "/%00%ff", "[::1]:443", "Cookie", "a=1")
+	f.Add("GET", "/a%00b", "x", "X", "")
 	f.Fuzz(func(t *testing.T, method, target, host, hk, hv string) {
 		if !validHeaderName([]byte(method)) || len(target) == 0 || target[0] != '/' {
 			return
@@ -98,10 +99,24 @@ func FuzzEnviron(f *testing.F) {
 		if validHeaderName([]byte(hk)) && validHeaderValue([]byte(hv)) {
 			r.Header.Set(hk, hv)
 		}
-		env := appendEnviron(nil, r)
+		typ, env := encodeEnviron(nil, r)
 		got := map[string]string{}
-		if err := decodePairs(env, func(k, v []byte) error { got[string(k)] = string(v); return nil }); err != nil {
-			t.Fatalf("decoding our own environ: %v", err)
+		switch typ {
+		case frameRequest:
+			if err := decodePairs(env, func(k, v []byte) error { got[string(k)] = string(v); return nil }); err != nil {
+				t.Fatalf("decoding our own environ: %v", err)
+			}
+		case frameRequestQ:
+			parts := bytes.Split(env, []byte{0})
+			if len(parts)%2 != 0 {
+				t.Fatalf("odd NUL-separated environ %q", env)
+			}
+			for i := 0; i < len(parts); i += 2 {
+				got[string(parts[i])] = string(parts[i+1])
+			}
+		}
+		if got["PATH_INFO"] != r.URL.Path {
+			t.Fatalf("PATH_INFO %q, want %q", got["PATH_INFO"], r.URL.Path)
 		}
 		if got["REQUEST_METHOD"] != method {
 			t.Fatalf("REQUEST_METHOD %q, want %q", got["REQUEST_METHOD"], method)

@@ -502,3 +502,18 @@ func TestParseSmapsRollup(t *testing.T) {
 		}
 	}
 }
+
+func TestWSGINulInPath(t *testing.T) {
+	// A %00 in the path makes gatehouse use the length-prefixed environ.
+	_, _, url := startWSGI(t, wsgiCfg(t, "echo", 1))
+	resp, err := http.Get(url + "/a%00b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env map[string]any
+	json.NewDecoder(resp.Body).Decode(&env)
+	if env["path_utf8"] != "/a\x00b" {
+		t.Errorf("PATH_INFO = %q", env["path_utf8"])
+	}
+}

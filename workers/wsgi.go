@@ -58,6 +58,9 @@ type wsgiConn struct {
 	c  net.Conn
 	br *bufio.Reader
 	bw *bufio.Writer
+	// scratch is reused for the environ and the response head, which
+	// are copied out before the next request on this connection.
+	scratch []byte
 }
 
 func newWSGITransport(path string, threads int) *wsgiTransport {
@@ -127,7 +130,8 @@ func (t *wsgiTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	typ, env := encodeEnviron(nil, r)
+	typ, env := encodeEnviron(wc.scratch[:0], r)
+	wc.scratch = env
 	if err := writeFrame(wc.bw, typ, env); err != nil {
 		closeBody(r)
 		return fail(err)
@@ -154,10 +158,11 @@ func (t *wsgiTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.WroteHeaders != nil {
 		trace.WroteHeaders()
 	}
-	typ, payload, err := readFrame(wc.br)
+	typ, payload, err := readFrameInto(wc.br, wc.scratch[:0])
 	if err != nil {
 		return fail(fmt.Errorf("reading response head: %w", err))
 	}
+	wc.scratch = payload
 	if typ != frameHead {
 		return fail(fmt.Errorf("%w: response starts with frame %q", errProtocol, typ))
 	}
@@ -214,11 +219,20 @@ func writeFrame(bw *bufio.Writer, typ byte, payload []byte) error {
 // readFrame reads one frame whole. Only head frames are read this way;
 // data frames stream through wsgiBody.
 func readFrame(br *bufio.Reader) (byte, []byte, error) {
+	return readFrameInto(br, nil)
+}
+
+// readFrameInto is readFrame reading into buf's storage when it is large
+// enough.
+func readFrameInto(br *bufio.Reader, buf []byte) (byte, []byte, error) {
 	typ, n, err := readFrameHeader(br)
 	if err != nil {
 		return 0, nil, err
 	}
-	p := make([]byte, n)
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	p := buf[:n]
 	if _, err := io.ReadFull(br, p); err != nil {
 		return 0, nil, unexpected(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/backend"
 )
 
 // supervisor runs the worker processes of a wsgi or command pool. Each slot
@@ -367,12 +369,16 @@ func (s *supervisor) reload(ctx context.Context, cfg Config) error {
 		case sl.events <- event{reason: reasonReload, cfg: &cfg, reply: reply}:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-s.ctx.Done():
+			return backend.ErrClosed
 		}
 		var err error
 		select {
 		case err = <-reply:
 		case <-ctx.Done():
 			return fmt.Errorf("workers: reload: %w", ctx.Err())
+		case <-s.ctx.Done():
+			return backend.ErrClosed
 		}
 		if err != nil {
 			if i == 0 {

@@ -72,9 +72,10 @@ type Config struct {
 	BootTimeout conf.Duration `yaml:"boot_timeout"`
 
 	// ResponseBuffer is the largest response (by Content-Length) that is
-	// read off the backend whole as soon as its head arrives, freeing the
-	// worker before a slow client has read it. Larger and streaming
-	// responses pass through as the client reads them. Default 256KiB.
+	// read off the backend into memory as soon as its head arrives,
+	// freeing the worker before a slow client has read it. Larger ones of
+	// known length go through an unlinked temp file instead; responses of
+	// unknown length (streams) pass through. Default 256KiB.
 	ResponseBuffer conf.Size `yaml:"response_buffer"`
 
 	// UpstreamConcurrency bounds the requests sent to one upstream at a time

@@ -17,10 +17,12 @@
 //
 // The front must have read the request body before RoundTrip (and set
 // GetBody): a worker is taken only once the whole request is in gatehouse,
-// so a client sending slowly holds no worker. Responses up to
-// response_buffer (256KiB) are read off the worker as soon as their head
-// arrives, so a client reading slowly holds none either; larger and
-// streaming responses pass through as the client reads them.
+// so a client sending slowly holds no worker. Responses are taken off the
+// worker as fast as it sends them, so a client reading slowly holds none
+// either: up to response_buffer (256KiB) into memory at once, larger ones
+// of known length (up to 1GiB) into an unlinked temp file that the client
+// reads behind the worker. Responses of unknown length (streaming, Server-
+// Sent Events) pass through as the client reads them, flushed at once.
 //
 // # Errors
 //

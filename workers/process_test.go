@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/backend"
 	"github.com/gatehouse/gatehouse/internal/conf"
 )
 
@@ -391,9 +389,6 @@ func TestPdeathsigParent(t *testing.T) {
 	fmt.Printf("PIDS %d %d\n", readyPIDs(p)[0], readyPIDs(p)[1])
 	time.Sleep(time.Minute)
 }
-
-var _ = errors.Is
-var _ = backend.ErrClosed
 
 func TestCommandReloadFixesBrokenDeploy(t *testing.T) {
 	// A pool whose workers cannot boot is fixed by a reload to a good config.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -817,5 +816,3 @@ func parseSmapsRollup(b []byte, kind string) int64 {
 	}
 	return total
 }
-
-var _ io.Closer = (*os.File)(nil)

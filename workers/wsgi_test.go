@@ -455,8 +455,6 @@ func TestWSGIKeepAlive(t *testing.T) {
 			t.Fatalf("%d %v", code, err)
 		}
 	}
-	tr := p.Status().(Status)
-	_ = tr
 	p.mu.Lock()
 	wt := p.members[0].rt.(*wsgiTransport)
 	p.mu.Unlock()

@@ -154,9 +154,15 @@ func TestUpstreamKilledMidRun(t *testing.T) {
 		lateFail atomic.Int64
 	)
 	var wg sync.WaitGroup
+	stop := make(chan struct{})
 	for range 8 {
 		wg.Go(func() {
-			for range 60 {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				start := time.Now()
 				code, _, err := get(f.Client(), f.URL+"/")
 				if err == nil && code == 200 {
@@ -176,6 +182,8 @@ func TestUpstreamKilledMidRun(t *testing.T) {
 	cmds[1].Process.Kill()
 	killedAt.Store(time.Now().UnixNano())
 	killed.Store(true)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
 	wg.Wait()
 	t.Logf("ok %d, failed %d (in flight at the kill)", okN.Load(), failsN.Load())
 	if failsN.Load() > 8 {

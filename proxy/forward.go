@@ -181,9 +181,12 @@ func (fw *forwarder) fail(w http.ResponseWriter, r *http.Request, err error) {
 		slog.String("upstream", info.Upstream), slog.Any("error", err))
 	var ra backend.RetryAfter
 	retry := time.Duration(0)
-	if errors.As(err, &ra) {
+	switch {
+	case errors.As(err, &ra):
 		retry = ra.RetryAfter()
-	} else if status == http.StatusServiceUnavailable {
+	case reason == "app_not_ready":
+		retry = 5 * time.Second
+	case status == http.StatusServiceUnavailable:
 		retry = time.Second
 	}
 	writeError(w, status, info.ID, retry)
@@ -215,6 +218,8 @@ func statusFor(ctx context.Context, err error) (int, string) {
 		return http.StatusServiceUnavailable, "queue_timeout"
 	case errors.Is(err, backend.ErrClosed):
 		return http.StatusServiceUnavailable, "shutting_down"
+	case errors.Is(err, backend.ErrNotReady):
+		return http.StatusServiceUnavailable, "app_not_ready"
 	case ctx.Err() != nil && !errors.Is(err, backend.ErrTimeout):
 		return 499, "client_closed"
 	case errors.Is(err, backend.ErrTimeout), errors.Is(err, context.DeadlineExceeded),

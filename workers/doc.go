@@ -43,8 +43,8 @@
 // in gatehouse, visible in gatehouse_pool_queue_depth and
 // gatehouse_pool_queue_wait_seconds, not hidden in a kernel backlog. While
 // workers boot, requests wait for them; when no worker can boot at all
-// (an import error), requests fail at once with ErrNoBackend carrying the
-// boot error instead of waiting out the queue.
+// (an import error), requests fail at once with ErrNotReady (503 with
+// Retry-After) carrying the boot error instead of waiting out the queue.
 //
 // # Upstreams
 //

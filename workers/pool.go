@@ -229,6 +229,8 @@ func reasonFor(err error) string {
 		return "queue_timeout"
 	case errors.Is(err, backend.ErrTimeout):
 		return "upstream_timeout"
+	case errors.Is(err, backend.ErrNotReady):
+		return "app_not_ready"
 	case errors.Is(err, backend.ErrNoBackend):
 		return "no_backend"
 	case errors.Is(err, backend.ErrClosed):
@@ -437,7 +439,9 @@ func (p *Pool) acquire(ctx context.Context, tried map[*member]bool) (*member, ti
 			err := p.bootErr
 			p.mu.Unlock()
 			if err != nil {
-				return nil, time.Since(start), fmt.Errorf("%w: %w", backend.ErrNoBackend, err)
+				// Workers that cannot boot: a 503 the client may retry,
+				// not a 502 as for upstreams that are down.
+				return nil, time.Since(start), fmt.Errorf("%w: %w", backend.ErrNotReady, err)
 			}
 			return nil, time.Since(start), backend.ErrNoBackend
 		}

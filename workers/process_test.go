@@ -171,8 +171,8 @@ func TestCommandNeverReady(t *testing.T) {
 	waitFor(t, "a boot failure", func() bool { return p.Status().(Status).LastError != "" })
 	start := time.Now()
 	code, _, _ := get(f.Client(), f.URL)
-	if code != 502 || time.Since(start) > time.Second {
-		t.Errorf("with no worker able to boot: %d after %s, want an immediate 502", code, time.Since(start))
+	if code != 503 || time.Since(start) > time.Second {
+		t.Errorf("with no worker able to boot: %d after %s, want an immediate 503", code, time.Since(start))
 	}
 	if !strings.Contains(lb.String(), "not accepting connections on PORT or GATEHOUSE_SOCKET after boot_timeout") {
 		t.Error("boot failure not logged")

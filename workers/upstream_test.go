@@ -21,7 +21,8 @@ import (
 
 func statusFor(err error) int {
 	switch {
-	case errors.Is(err, backend.ErrQueueFull), errors.Is(err, backend.ErrQueueTimeout), errors.Is(err, backend.ErrClosed):
+	case errors.Is(err, backend.ErrQueueFull), errors.Is(err, backend.ErrQueueTimeout), errors.Is(err, backend.ErrClosed),
+		errors.Is(err, backend.ErrNotReady):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, backend.ErrTimeout):
 		return http.StatusGatewayTimeout

@@ -290,7 +290,7 @@ func TestWSGIImportError(t *testing.T) {
 	f := front(t, p)
 	waitFor(t, "the boot failure", func() bool { return p.Status().(Status).LastError != "" })
 	start := time.Now()
-	if code, _, _ := get(http.DefaultClient, f.URL); code != 502 || time.Since(start) > 500*time.Millisecond {
+	if code, _, _ := get(http.DefaultClient, f.URL); code != 503 || time.Since(start) > 500*time.Millisecond {
 		t.Errorf("with a broken app: %d after %s", code, time.Since(start))
 	}
 	time.Sleep(1500 * time.Millisecond)

@@ -572,3 +572,133 @@ app: {upstreams: [%q]}
 		})
 	}
 }
+
+// TestWorkersThroughFront runs the example app as gatehouse's own workers
+// (app.command, one worker, one request at a time) and checks what the
+// front owes them: a client trickling its body never holds the worker,
+// SIGHUP with an unchanged file still rolls the workers, and an app that
+// cannot start answers 503 while static files keep working.
+func TestWorkersThroughFront(t *testing.T) {
+	app, _ := filepath.Abs("../../examples/hello/app.py")
+	root, _ := filepath.Abs("../../examples/hello/static")
+	g := startGatehouse(t, fmt.Sprintf(`
+server: {listen: "LISTEN"}
+static: [{url: /static/, root: %q}]
+app: {command: ["python3", %q], workers: 1, threads: 1, graceful_timeout: 5s}
+admin: {listen: "ADMIN"}
+`, root, app))
+	waitOK := func(path string) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			res, err := http.Get(g.url + path)
+			if err == nil {
+				res.Body.Close()
+				if res.StatusCode == 200 {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never answered 200", path)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitOK("/api/hello")
+
+	t.Run("slow body does not hold the worker", func(t *testing.T) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		body := strings.Repeat("x", 100)
+		fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(body))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := range body { // 1 byte per 10 ms: a second in all
+				if _, err := c.Write([]byte{body[i]}); err != nil {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		time.Sleep(100 * time.Millisecond)
+		for range 5 {
+			start := time.Now()
+			res, err := http.Get(g.url + "/api/hello")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != 200 || time.Since(start) > 500*time.Millisecond {
+				t.Errorf("while a client trickles its body, a request to the only worker took %v (%d)", time.Since(start), res.StatusCode)
+			}
+		}
+		<-done
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(res.Body)
+		if string(got) != body {
+			t.Errorf("trickled body came back as %q", got)
+		}
+	})
+
+	t.Run("SIGHUP rolls the workers", func(t *testing.T) {
+		pid := func() string {
+			res, err := http.Get(g.url + "/api/hello")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			_ = json.NewDecoder(res.Body).Decode(&m)
+			res.Body.Close()
+			return fmt.Sprint(m["pid"])
+		}
+		before := pid()
+		_ = g.cmd.Process.Signal(syscall.SIGHUP)
+		deadline := time.Now().Add(20 * time.Second)
+		for pid() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker pid still %s 20s after SIGHUP", before)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
+	t.Run("an app that cannot start gets 503, files still work", func(t *testing.T) {
+		g2 := startGatehouse(t, fmt.Sprintf(`
+server: {listen: "LISTEN"}
+static: [{url: /static/, root: %q}]
+app: {command: ["python3", "-c", "raise SystemExit('cannot import settings')"], workers: 1}
+`, root))
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			res, err := http.Get(g2.url + "/api/hello")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode == 503 {
+				if res.Header.Get("Retry-After") == "" {
+					t.Errorf("503 without Retry-After")
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("app that cannot start: %d, want 503", res.StatusCode)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		res, err := http.Get(g2.url + "/static/hello.css")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Errorf("static file while the app is down: %d", res.StatusCode)
+		}
+	})
+}

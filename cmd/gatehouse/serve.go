@@ -65,6 +65,11 @@ func serve(path string, stderr io.Writer) int {
 	partsCtx, cancelParts := context.WithCancel(context.Background())
 	defer cancelParts()
 
+	if os.Getpid() == 1 {
+		// In a container, orphans of the workers are re-parented to us.
+		go workers.ReapOrphans(partsCtx, g.log)
+	}
+
 	if err := g.start(partsCtx); err != nil {
 		g.log.Error("cannot start", "error", err)
 		g.stopParts()
@@ -235,7 +240,9 @@ func (g *gate) reload(ctx context.Context) {
 		} else {
 			g.pool = p
 		}
-	case cfg.App != nil && !reflect.DeepEqual(*cfg.App, *g.cfg.App):
+	case cfg.App != nil && (!reflect.DeepEqual(*cfg.App, *g.cfg.App) || cfg.App.Kind() != workers.KindUpstream):
+		// A SIGHUP after a deploy (new code, same file) must roll the
+		// workers too, as gunicorn's HUP does: process pools always roll.
 		if err := g.pool.Reload(ctx, *cfg.App); err != nil {
 			errs = append(errs, fmt.Errorf("reloading the app (the old workers keep serving): %w", err))
 			cfg.App = g.cfg.App

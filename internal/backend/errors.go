@@ -24,6 +24,11 @@ var (
 	// ErrNoBackend means no backend is healthy or running (all upstreams
 	// down, or the app failed to start). The client gets 502.
 	ErrNoBackend = errors.New("backend: no healthy backend")
+	// ErrNotReady means the app's workers cannot start (an import error, a
+	// command that exits): gatehouse keeps retrying them with backoff, and
+	// the client gets 503 with Retry-After, while static files and other
+	// routes keep working.
+	ErrNotReady = errors.New("backend: app not ready (its workers cannot start)")
 	// ErrTimeout means the backend took longer than the configured request
 	// timeout to answer. The client gets 504.
 	ErrTimeout = errors.New("backend: request timed out")

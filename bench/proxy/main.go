@@ -291,15 +291,19 @@ func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int
 	}{{"backend direct", d}, {"nginx", n}, {"gatehouse", g}} {
 		added := "-"
 		if row.name != "backend direct" {
-			added = (row.r.p99 - d.p99).String()
+			added = ms(row.r.p99 - d.p99)
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %v | %v | %v | %s |\n", row.name, row.r.rps, row.r.p50, row.r.p90, row.r.p99, added)
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s |\n", row.name, row.r.rps, ms(row.r.p50), ms(row.r.p90), ms(row.r.p99), added)
 	}
 	fmt.Fprintf(&b, "\n- throughput gatehouse / nginx: **%.2fx** (target >= 0.9x)\n", g.rps/n.rps)
-	fmt.Fprintf(&b, "- added p99 gatehouse / nginx: %v vs %v (target: no worse)\n", g.p99-d.p99, n.p99-d.p99)
+	fmt.Fprintf(&b, "- added p99 gatehouse / nginx: %s vs %s (target: no worse)\n", ms(g.p99-d.p99), ms(n.p99-d.p99))
 	fmt.Fprintf(&b, "\n| memory (RSS) | idle | %d idle keep-alive connections |\n|---|---:|---:|\n", *idle)
 	fmt.Fprintf(&b, "| gatehouse | %.1f MiB | %.1f MiB |\n", float64(ghIdle)/1024, float64(ghHeld)/1024)
 	fmt.Fprintf(&b, "| nginx (master + workers) | %.1f MiB | %.1f MiB |\n", float64(ngIdle)/1024, float64(ngHeld)/1024)
 	fmt.Fprintf(&b, "\nTargets: gatehouse under 30 MiB idle, under 150 MiB with 10,000 connections.\n")
 	return b.String()
 }
+
+// ms prints a latency in milliseconds with two decimals (wrk's own
+// precision), without float noise such as 4.059999ms.
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }

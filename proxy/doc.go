@@ -17,6 +17,10 @@
 //
 // The order matters; each step relies on the ones before it.
 //
+//  0. TLS (tls.go): handshakes run off the accept loop; ALPN picks h2
+//     (net/http's HTTP/2 server) or http/1.1 (which then goes through the
+//     guard like plain HTTP); acme-tls/1 handshakes answer TLS-ALPN-01
+//     challenges and end there. TLS 1.2 and 1.3, AEAD suites only.
 //  1. accept, then the guard (guard.go): gatehouse's own HTTP/1.x framing
 //     parser checks every request head and chunked body before net/http
 //     sees it. Content-Length with Transfer-Encoding, obs-folded or invalid
@@ -30,8 +34,11 @@
 //  4. client IP: X-Forwarded-For is walked right to left from the direct
 //     peer and believed only while hops are in server.trusted_proxies.
 //     From an untrusted peer every forwarding header is removed.
-//  5. Host allowlist (server.hosts): others get 421 Misdirected Request.
-//  6. (TLS redirect and ACME challenges: with TLS.)
+//  5. ACME HTTP-01 challenges (only tokens of a pending order), then the
+//     Host allowlist (server.hosts, plus on-demand TLS names): others get
+//     421 Misdirected Request.
+//  6. with TLS on: plain HTTP gets 308 to HTTPS (tls.redirect_http), and
+//     HTTPS responses get Strict-Transport-Security (tls.hsts).
 //  7. route: the longest static mount prefix is served from disk and
 //     never touches a worker; everything else goes to the app route.
 //  8. app route: rate limit (ratelimit), compression of the response

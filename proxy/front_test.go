@@ -122,12 +122,28 @@ func testConfig(mut func(*Config)) Config {
 // base URL. The server is drained and stopped when the test ends.
 func startFront(t *testing.T, backend *httptest.Server, cfg Config) (string, *Server) {
 	t.Helper()
-	opts := Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := serveOptions(t, withBackend(t, backend, Options{Config: cfg}))
+	return "http://" + s.Addrs()[0].String(), s
+}
+
+// withBackend fills in a quiet logger and a pool aimed at backend (none
+// when backend is nil).
+func withBackend(t *testing.T, backend *httptest.Server, opts Options) Options {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	if backend != nil {
 		tr := &http.Transport{MaxIdleConnsPerHost: 64}
 		t.Cleanup(tr.CloseIdleConnections)
 		opts.Pool = &addrPool{tr: tr, addr: strings.TrimPrefix(backend.URL, "http://")}
 	}
+	return opts
+}
+
+// serveOptions builds, listens and serves a Server until the test ends.
+func serveOptions(t *testing.T, opts Options) *Server {
+	t.Helper()
 	s, err := New(opts, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +155,7 @@ func startFront(t *testing.T, backend *httptest.Server, cfg Config) (string, *Se
 	done := make(chan struct{})
 	go func() { _ = s.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + s.Addrs()[0].String(), s
+	return s
 }
 
 func getJSON(t *testing.T, req *http.Request) (map[string]string, *http.Response) {
@@ -550,24 +566,10 @@ func TestUnixSocketListenerAndAccessLog(t *testing.T) {
 		c.Listen = Addrs{"unix:" + sock}
 		c.TrustedProxies = []string{"unix"}
 	})
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	s, err := New(Options{
+	serveOptions(t, withBackend(t, backend, Options{
 		Config:    cfg,
-		Pool:      &addrPool{tr: tr, addr: strings.TrimPrefix(backend.URL, "http://")},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		AccessLog: slog.New(slog.NewJSONHandler(&logs, nil)),
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = s.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	}))
 
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -34,20 +33,7 @@ func startTLSFront(t *testing.T, tc TLSConfig, mut func(*Config)) (plain, secure
 	if err := tc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	s, err := New(Options{Config: cfg, TLS: tc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Pool: &addrPool{tr: tr, addr: strings.TrimPrefix(backend.URL, "http://")}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = s.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	s = serveOptions(t, withBackend(t, backend, Options{Config: cfg, TLS: tc}))
 	return s.Addrs()[0].String(), s.Addrs()[1].String(), s
 }
 

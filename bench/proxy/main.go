@@ -119,7 +119,10 @@ http {
   access_log off;
   client_body_temp_path %s/nginx;
   proxy_temp_path %s/nginx;
-  upstream app { server %s; keepalive 64; }
+  # No per-connection request cap on either side (nginx's default is
+  # 1000), as gatehouse has none.
+  keepalive_requests 10000000;
+  upstream app { server %s; keepalive 64; keepalive_requests 10000000; }
   server {
     listen %s;
     location / {

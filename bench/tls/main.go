@@ -113,6 +113,9 @@ http {
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;
   ssl_session_cache shared:SSL:10m;
+  # nginx closes a connection after 1000 requests by default (HTTP/2
+  # included), which caps an h2load run whose clients do not reconnect.
+  keepalive_requests 10000000;
   server {
     listen %[2]s ssl http2;
     ssl_certificate %[3]s;

@@ -70,15 +70,16 @@ type frontTLS struct {
 }
 
 type headerRule struct {
-	name, value string // empty value: remove
+	name, value string   // empty value: remove
+	vals        []string // {value}, shared by every response: len == cap, so no append can write into it
 }
 
 // defaultHeaders are safe defaults a newcomer should not need to know
 // about; server.headers can change or remove each.
 var defaultHeaders = []headerRule{
-	{"X-Content-Type-Options", "nosniff"},
-	{"Referrer-Policy", "strict-origin-when-cross-origin"},
-	{"X-Frame-Options", "SAMEORIGIN"},
+	{name: "X-Content-Type-Options", value: "nosniff"},
+	{name: "Referrer-Policy", value: "strict-origin-when-cross-origin"},
+	{name: "X-Frame-Options", value: "SAMEORIGIN"},
 }
 
 func buildHeaders(custom map[string]string) []headerRule {
@@ -89,7 +90,10 @@ func buildHeaders(custom map[string]string) []headerRule {
 		}
 	}
 	for name, v := range custom {
-		out = append(out, headerRule{http.CanonicalHeaderKey(name), v})
+		out = append(out, headerRule{name: http.CanonicalHeaderKey(name), value: v})
+	}
+	for i := range out {
+		out[i].vals = []string{out[i].value}
 	}
 	return out
 }

@@ -51,7 +51,7 @@ func (r *recorder) WriteHeader(status int) {
 		if rule.value == "" {
 			h.Del(rule.name)
 		} else if _, ok := h[rule.name]; !ok {
-			h[rule.name] = []string{rule.value}
+			h[rule.name] = rule.vals
 		}
 	}
 	r.w.WriteHeader(status)

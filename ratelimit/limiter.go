@@ -353,7 +353,7 @@ func (st *state) identify(r *http.Request) (identity, error) {
 			if !found {
 				return identity{plan: -1}, &errAuth{"unknown API key"}
 			}
-			return identity{plan: e.plan, subject: e.subject}, nil
+			return identity(e), nil
 		}
 	}
 	if st.jwt != nil {

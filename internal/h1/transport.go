@@ -91,7 +91,6 @@ var (
 	errHeaderTooLarge = errors.New("response head larger than MaxResponseHeaderBytes")
 	errBodyClosed     = errors.New("h1: read on closed response body")
 	errNoDial         = errors.New("Transport.Dial is nil")
-	errExtraBytes     = errors.New("backend sent bytes after the response")
 	// aLongTimeAgo is the deadline that aborts blocked I/O at once.
 	aLongTimeAgo = time.Unix(1, 0)
 )

@@ -114,7 +114,7 @@ func errorsIs(err error, targets ...error) bool {
 // response without one).
 type bufPool struct{}
 
-var bufs = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+var bufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-func (bufPool) Get() []byte  { return bufs.Get().([]byte) }
-func (bufPool) Put(b []byte) { bufs.Put(b) } //nolint:staticcheck // a slice header per Put is fine here
+func (bufPool) Get() []byte  { return *bufs.Get().(*[]byte) }
+func (bufPool) Put(b []byte) { bufs.Put(&b) }

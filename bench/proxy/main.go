@@ -42,6 +42,8 @@ var (
 	conns    = flag.Int("connections", 64, "wrk connections")
 	idle     = flag.Int("idle", 10000, "idle keep-alive connections for the memory test")
 	out      = flag.String("out", "", "also write the report to this file")
+	sweep    = flag.String("sweep", "8,16,32,64,128,256", "connection counts for the latency-under-load plot (empty: none)")
+	plot     = flag.String("plot", "bench/results/proxy-latency.png", "where the latency plot goes (needs gnuplot)")
 	backend  = flag.String("backend", "", "internal: run as the backend on this address")
 )
 
@@ -183,6 +185,13 @@ http {
 	}
 
 	report := formatReport(results, ghIdle, ghHeld, ngIdle, ngHeld)
+	if *sweep != "" {
+		table, err := latencySweep(map[string]string{"nginx": "http://" + ngAddr + "/", "gatehouse": "http://" + ghAddr + "/"}, dir)
+		if err != nil {
+			return err
+		}
+		report += table
+	}
 	fmt.Print(report)
 	if *out != "" {
 		return os.WriteFile(*out, []byte(report), 0o644)
@@ -310,3 +319,64 @@ func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int
 // ms prints a latency in milliseconds with two decimals (wrk's own
 // precision), without float noise such as 4.059999ms.
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+// latencySweep runs wrk at rising connection counts against each target
+// and plots p50 and p99 latency with gnuplot (when installed).
+func latencySweep(targets map[string]string, dir string) (string, error) {
+	var counts []int
+	for _, f := range strings.Split(*sweep, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return "", fmt.Errorf("-sweep: %q is not a number", f)
+		}
+		counts = append(counts, n)
+	}
+	names := []string{"nginx", "gatehouse"}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### Latency under rising load (wrk, 3s per point)\n\n| connections | nginx req/s | nginx p50 | nginx p99 | gatehouse req/s | gatehouse p50 | gatehouse p99 |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+	var dat strings.Builder
+	dat.WriteString("# conns nginx_p50_ms nginx_p99_ms gatehouse_p50_ms gatehouse_p99_ms\n")
+	for _, c := range counts {
+		row := map[string]wrkResult{}
+		for _, n := range names {
+			old := *conns
+			*conns = c
+			r, err := runWrk(targets[n], 3*time.Second)
+			*conns = old
+			if err != nil {
+				return "", err
+			}
+			row[n] = r
+		}
+		ng, gh := row["nginx"], row["gatehouse"]
+		fmt.Fprintf(&b, "| %d | %.0f | %s | %s | %.0f | %s | %s |\n", c, ng.rps, ms(ng.p50), ms(ng.p99), gh.rps, ms(gh.p50), ms(gh.p99))
+		msf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		fmt.Fprintf(&dat, "%d %.3f %.3f %.3f %.3f\n", c, msf(ng.p50), msf(ng.p99), msf(gh.p50), msf(gh.p99))
+	}
+	if _, err := exec.LookPath("gnuplot"); err != nil || *plot == "" {
+		b.WriteString("\n(gnuplot not installed: no plot)\n")
+		return b.String(), nil
+	}
+	datFile := filepath.Join(dir, "sweep.dat")
+	_ = os.WriteFile(datFile, []byte(dat.String()), 0o644)
+	script := fmt.Sprintf(`set terminal pngcairo size 900,500 noenhanced
+set output %q
+set title "Forwarding a small response: latency under rising load"
+set xlabel "concurrent connections (wrk)"
+set ylabel "latency (ms)"
+set logscale x 2
+set key top left
+set grid
+plot %q using 1:2 with linespoints title "nginx p50", \
+     %q using 1:3 with linespoints title "nginx p99", \
+     %q using 1:4 with linespoints title "gatehouse p50", \
+     %q using 1:5 with linespoints title "gatehouse p99"
+`, *plot, datFile, datFile, datFile, datFile)
+	cmd := exec.Command("gnuplot")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("gnuplot: %w\n%s", err, out)
+	}
+	fmt.Fprintf(&b, "\n![latency under rising load](%s)\n", filepath.Base(*plot))
+	return b.String(), nil
+}

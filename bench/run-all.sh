@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs every benchmark side by side with the incumbents and writes
+# docs/benchmarks.md: one command, one run, one machine.
+#
+#   bench/run-all.sh            # installs what is missing (root or sudo), about 25 minutes
+#
+# The pieces, each runnable alone:
+#   go run ./bench/proxy        forwarding vs nginx proxy_pass; memory; latency plot
+#   go run ./bench/tls          testssl.sh, h2spec, h2load vs nginx
+#   bench/static/run.sh         static files vs nginx and Caddy
+#   bench/ratelimit/run.sh      rate limiting vs nginx limit_req
+#   bench/workers/run.sh        Django through gatehouse's workers vs nginx + gunicorn
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(nginx-light libnginx-mod-http-brotli-static caddy gunicorn python3-django wrk nghttp2-client testssl.sh gnuplot-nox curl redis-server)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+mkdir -p bench/results docs
+go run ./bench/proxy -out bench/results/proxy.md -plot bench/results/proxy-latency.png >/dev/null
+go run ./bench/tls -out bench/results/tls.md >/dev/null
+bench/static/run.sh > bench/results/static.txt
+bench/ratelimit/run.sh > bench/results/ratelimit.txt
+bench/workers/run.sh > bench/results/workers.txt
+cp bench/results/proxy-latency.png docs/proxy-latency.png
+
+{
+  echo "# gatehouse benchmarks"
+  echo
+  echo "One run of \`bench/run-all.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'):"
+  echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
+  echo "$(free -g | awk '/Mem:/ {print $2}') GiB of memory, $(go version | cut -d' ' -f3),"
+  echo "$(nginx -v 2>&1 | cut -d' ' -f3), $(caddy version 2>/dev/null | cut -d' ' -f1 | sed 's/^/caddy /'), gunicorn $(gunicorn --version 2>/dev/null | awk '{print $2}')."
+  echo "The load generator runs on the same machine, so ratios mean more than absolute numbers."
+  echo "Each section says how to rerun it alone."
+  echo
+  sed 's/^## /## /' bench/results/proxy.md | sed 's|](proxy-latency.png)|](proxy-latency.png)|'
+  echo
+  sed 's/^## /## /' bench/results/tls.md
+  echo
+  echo "## Static files: gatehouse vs nginx and Caddy (\`bench/static/run.sh\`)"
+  echo
+  echo '```text'; cat bench/results/static.txt; echo '```'
+  echo
+  echo "## Rate limits: gatehouse vs nginx limit_req (\`bench/ratelimit/run.sh\`)"
+  echo
+  echo '```text'; cat bench/results/ratelimit.txt; echo '```'
+  echo
+  echo "## Django: gatehouse workers vs nginx + gunicorn (\`bench/workers/run.sh\`)"
+  echo
+  echo '```text'; cat bench/results/workers.txt; echo '```'
+} > docs/benchmarks.md
+echo "wrote docs/benchmarks.md"

@@ -273,23 +273,11 @@ func (c *guardConn) feed(b []byte) {
 				c.state = stChunkSize
 			case f.length > 0:
 				c.state, c.remaining = stBodyLength, f.length
-				// Hand the rest to the fast path once these bytes are out.
-				n := min(int64(len(b)), c.remaining)
-				c.emit(b[:n])
-				c.remaining -= n
-				b = b[n:]
-				if c.remaining == 0 {
-					c.state = stHead
-				}
 			}
 		case stBodyLength:
-			n := min(int64(len(b)), c.remaining)
-			c.emit(b[:n])
-			c.remaining -= n
-			b = b[n:]
-			if c.remaining == 0 {
-				c.state = stHead
-			}
+			// Bytes already read go out here; the rest of the body takes
+			// the fast path in Read.
+			b = c.passCounted(b, stHead)
 		case stChunkSize, stTrailer:
 			i := bytes.IndexByte(b, '\n')
 			if i < 0 {
@@ -333,14 +321,8 @@ func (c *guardConn) feed(b []byte) {
 				return
 			}
 		case stChunkData:
-			n := min(int64(len(b)), c.remaining)
-			c.emit(b[:n])
-			c.remaining -= n
-			b = b[n:]
-			if c.remaining == 0 {
-				c.state = stChunkDataEnd
-				c.head = c.head[:0]
-			}
+			b = c.passCounted(b, stChunkDataEnd)
+			c.head = c.head[:0]
 		case stChunkDataEnd:
 			// Exactly CRLF (or a bare LF) must follow chunk data.
 			c.hold(b[:1])
@@ -357,6 +339,18 @@ func (c *guardConn) feed(b []byte) {
 			}
 		}
 	}
+}
+
+// passCounted emits up to c.remaining bytes of b as they are and moves to
+// next when the counted part (a body or a chunk) is complete.
+func (c *guardConn) passCounted(b []byte, next parseState) []byte {
+	n := min(int64(len(b)), c.remaining)
+	c.emit(b[:n])
+	c.remaining -= n
+	if c.remaining == 0 {
+		c.state = next
+	}
+	return b[n:]
 }
 
 const maxChunkLine = 4096

@@ -30,7 +30,7 @@ FROM python:3.11-slim-bookworm
 ARG PYTHON_PACKAGES=""
 RUN if [ -n "$PYTHON_PACKAGES" ]; then pip install --no-cache-dir $PYTHON_PACKAGES; fi
 RUN useradd --system --uid 10001 --user-group --home-dir /srv --shell /usr/sbin/nologin gatehouse \
- && mkdir -p /srv/data/certs /srv/staticfiles /srv/media \
+ && mkdir -p /srv/data/certs /srv/staticfiles /srv/media/media \
  && chown -R gatehouse:gatehouse /srv/data /srv/staticfiles /srv/media
 COPY --from=build /out/gatehouse /usr/local/bin/gatehouse
 COPY deploy/gatehouse.*.yaml /etc/gatehouse/

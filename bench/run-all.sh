@@ -2,7 +2,8 @@
 # Runs every benchmark side by side with the incumbents and writes
 # docs/benchmarks.md: one command, one run, one machine.
 #
-#   bench/run-all.sh            # installs what is missing (root or sudo), about 25 minutes
+#   bench/run-all.sh              # installs what is missing (root or sudo), about 20 minutes
+#   bench/run-all.sh --assemble   # only rebuild docs/benchmarks.md from bench/results/
 #
 # The pieces, each runnable alone:
 #   go run ./bench/proxy        forwarding vs nginx proxy_pass; memory; latency plot
@@ -27,21 +28,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-mkdir -p bench/results docs
-go run ./bench/proxy -out bench/results/proxy.md -plot bench/results/proxy-latency.png >/dev/null
-go run ./bench/tls -out bench/results/tls.md >/dev/null
-bench/static/run.sh > bench/results/static.txt
-bench/ratelimit/run.sh > bench/results/ratelimit.txt
-bench/workers/run.sh > bench/results/workers.txt
-cp bench/results/proxy-latency.png docs/proxy-latency.png
+if [ "${1:-}" != "--assemble" ]; then
+  mkdir -p bench/results docs
+  go run ./bench/proxy -out bench/results/proxy.md -plot bench/results/proxy-latency.png >/dev/null
+  go run ./bench/tls -out bench/results/tls.md >/dev/null
+  bench/static/run.sh > bench/results/static.txt
+  bench/ratelimit/run.sh > bench/results/ratelimit.txt
+  bench/workers/run.sh > bench/results/workers.txt
+  cp bench/results/proxy-latency.png docs/proxy-latency.png
+fi
 
+# --assemble: rebuild docs/benchmarks.md from bench/results/ without rerunning.
+mkdir -p docs
+cp bench/results/proxy-latency.png docs/proxy-latency.png
 {
   echo "# gatehouse benchmarks"
   echo
-  echo "One run of \`bench/run-all.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'):"
+  echo "Assembled by \`bench/run-all.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') from one run of each benchmark (each section gives its time),"
   echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
   echo "$(free -g | awk '/Mem:/ {print $2}') GiB of memory, $(go version | cut -d' ' -f3),"
-  echo "$(nginx -v 2>&1 | cut -d' ' -f3), $(caddy version 2>/dev/null | cut -d' ' -f1 | sed 's/^/caddy /'), gunicorn $(gunicorn --version 2>/dev/null | awk '{print $2}')."
+  echo "$(nginx -v 2>&1 | cut -d' ' -f3), $(caddy version 2>/dev/null | cut -d' ' -f1 | sed 's/^/caddy /'), gunicorn $(gunicorn --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)."
   echo "The load generator runs on the same machine, so ratios mean more than absolute numbers."
   echo "Each section says how to rerun it alone."
   echo

@@ -51,9 +51,11 @@ EXPOSE 8080 8443
 # files, and uploads: keep them on volumes.
 VOLUME ["/srv/data/certs", "/srv/staticfiles", "/srv/media"]
 # /healthz answers 200 while gatehouse runs; Python's urllib is already here,
-# so the check needs no curl.
+# so the check needs no curl. It asks 127.0.0.1:$ADMIN_PORT (default 9180),
+# the admin.listen of every config in /etc/gatehouse: a config of your own
+# must keep its admin listener there for the check to pass.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["python3", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9180/healthz', timeout=2).status == 200 else 1)"]
+  CMD ["python3", "-c", "import os,sys,urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ADMIN_PORT', '9180'), timeout=2).status == 200 else 1)"]
 # gatehouse drains in-flight requests and stops its workers on SIGTERM, as
 # `docker stop` sends; give it `stop_grace_period` above server.shutdown_timeout.
 STOPSIGNAL SIGTERM

@@ -99,6 +99,19 @@ type member struct {
 	probing   bool
 	removed   bool
 	drained   chan struct{} // closed when removed and active reaches 0
+
+	okCount atomic.Pointer[prometheus.Counter] // the "ok" requests counter, resolved once
+}
+
+// countOK counts a successful request without a label lookup per request.
+func (p *Pool) countOK(m *member) {
+	c := m.okCount.Load()
+	if c == nil {
+		ok := p.met.requests.WithLabelValues(m.label, "ok")
+		c = &ok
+		m.okCount.Store(c)
+	}
+	(*c).Inc()
 }
 
 type waiter struct {
@@ -273,9 +286,15 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	p.mu.Lock()
 	timeout, respBuf, spoolMax := p.cfg.Timeout.D(), p.respBuf, p.spoolMax
 	p.mu.Unlock()
-	ctx, cancel := context.WithCancelCause(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
-		WroteHeaders: func() { sent.Store(true) },
-	}))
+	ctx := r.Context()
+	if _, ok := m.rt.(*h1.Transport); !ok {
+		// h1 reports in its errors whether anything was sent (h1.Error.Sent,
+		// read by unsent); other transports tell through the trace.
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteHeaders: func() { sent.Store(true) },
+		})
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(timeout, func() { cancel(errTimedOut) })
 	out := r.WithContext(ctx)
 	u := *r.URL
@@ -325,7 +344,7 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 		}
 		return nil, fmt.Errorf("%s after %s: %w: %w", m.name, time.Since(start).Round(time.Millisecond), backend.ErrBackendFailed, err)
 	}
-	p.met.requests.WithLabelValues(m.label, "ok").Inc()
+	p.countOK(m)
 	p.markUp(m)
 	if _, ok := resp.Body.(*memBody); ok {
 		cancel(nil)

@@ -109,21 +109,14 @@ func (g *gate) start(ctx context.Context) error {
 	}
 	g.files = files
 	if cfg.App != nil {
-		p, err := workers.New(*cfg.App, workers.Options{Logger: g.log, Registerer: g.reg})
-		if err != nil {
-			return fmt.Errorf("building the app pool: %w", err)
-		}
-		g.pool = p
-		if err := p.Start(ctx); err != nil {
-			return fmt.Errorf("starting the app pool: %w", err)
+		if g.pool, err = g.newPool(ctx, cfg.App); err != nil {
+			return err
 		}
 	}
 	if cfg.RateLimit != nil {
-		l, err := ratelimit.New(*cfg.RateLimit, ratelimit.Options{Logger: g.log, Registerer: g.gather.fresh("ratelimit")})
-		if err != nil {
-			return fmt.Errorf("building the rate limiter: %w", err)
+		if g.limiter, err = g.newLimiter(cfg.RateLimit); err != nil {
+			return err
 		}
-		g.limiter = l
 	}
 	front, err := proxy.New(g.options(cfg), g.reg)
 	if err != nil {
@@ -178,6 +171,30 @@ func (g *gate) status() map[string]any {
 	return st
 }
 
+// newPool builds and starts the app pool; one that fails to start is
+// closed again, so no worker is left behind.
+func (g *gate) newPool(ctx context.Context, cfg *workers.Config) (*workers.Pool, error) {
+	p, err := workers.New(*cfg, workers.Options{Logger: g.log, Registerer: g.reg})
+	if err != nil {
+		return nil, fmt.Errorf("building the app pool: %w", err)
+	}
+	if err := p.Start(ctx); err != nil {
+		_ = p.Close(ctx)
+		return nil, fmt.Errorf("starting the app pool: %w", err)
+	}
+	return p, nil
+}
+
+// newLimiter builds a rate limiter with a registry of its own, so one
+// built by a reload never collides with the metrics of the one before.
+func (g *gate) newLimiter(cfg *ratelimit.Config) (*ratelimit.Limiter, error) {
+	l, err := ratelimit.New(*cfg, ratelimit.Options{Logger: g.log, Registerer: g.gather.fresh("ratelimit")})
+	if err != nil {
+		return nil, fmt.Errorf("building the rate limiter: %w", err)
+	}
+	return l, nil
+}
+
 // newFiles opens the static mounts of cfg, or returns nil when there are
 // none.
 func (g *gate) newFiles(cfg *fileConfig) (*static.Server, error) {
@@ -230,12 +247,9 @@ func (g *gate) reload(ctx context.Context) {
 		g.pool = nil
 		defer func() { _ = old.Close(ctx) }()
 	case cfg.App != nil && g.pool == nil:
-		p, err := workers.New(*cfg.App, workers.Options{Logger: g.log, Registerer: g.reg})
-		if err == nil {
-			err = p.Start(ctx)
-		}
+		p, err := g.newPool(ctx, cfg.App)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("starting the app pool: %w", err))
+			errs = append(errs, err)
 			cfg.App = nil
 		} else {
 			g.pool = p
@@ -254,9 +268,9 @@ func (g *gate) reload(ctx context.Context) {
 		g.limiter = nil
 		defer old.Close()
 	case cfg.RateLimit != nil && g.limiter == nil:
-		l, err := ratelimit.New(*cfg.RateLimit, ratelimit.Options{Logger: g.log, Registerer: g.gather.fresh("ratelimit")})
+		l, err := g.newLimiter(cfg.RateLimit)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("building the rate limiter: %w", err))
+			errs = append(errs, err)
 			cfg.RateLimit = nil
 		} else {
 			g.limiter = l

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/gatehouse/gatehouse/internal/ascii"
 )
 
 // The guard is gatehouse's own HTTP/1.x framing parser. It sits between the
@@ -501,22 +503,22 @@ func parseHead(head []byte, maxURI int) (framing, *FramingError) {
 		name, value, _ := bytes.Cut(line, []byte{':'})
 		value = bytes.Trim(value, " \t")
 		switch {
-		case asciiEqualFold(name, "Host"):
+		case ascii.EqualFold(name, "Host"):
 			hosts++
 			if !validHost(value) {
 				return bad("bad_host")
 			}
-		case asciiEqualFold(name, "Content-Length"):
+		case ascii.EqualFold(name, "Content-Length"):
 			lengths++
 			n, ok := parseContentLength(value)
 			if !ok {
 				return bad("bad_content_length")
 			}
 			f.length = n
-		case asciiEqualFold(name, "Transfer-Encoding"):
+		case ascii.EqualFold(name, "Transfer-Encoding"):
 			encodings++
 			te = value
-		case asciiEqualFold(name, rejectHeader):
+		case ascii.EqualFold(name, rejectHeader):
 			return bad("reserved_header")
 		}
 	}
@@ -537,7 +539,7 @@ func parseHead(head []byte, maxURI int) (framing, *FramingError) {
 	case encodings > 1:
 		return bad("duplicate_transfer_encoding")
 	case encodings == 1:
-		if !asciiEqualFold(te, "chunked") {
+		if !ascii.EqualFold(te, "chunked") {
 			if isToken(te) {
 				return framing{}, &FramingError{http.StatusNotImplemented, "unsupported_transfer_encoding"}
 			}
@@ -714,25 +716,6 @@ func isToken(b []byte) bool {
 	}
 	for _, ch := range b {
 		if !tchar[ch] {
-			return false
-		}
-	}
-	return true
-}
-
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
 			return false
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/gatehouse/gatehouse/internal/ascii"
 )
 
 // Encoding is an HTTP content coding gatehouse can produce.
@@ -53,13 +55,13 @@ func (e Encoding) Ext() string {
 // alias of gzip (RFC 9110 8.4.1.3).
 func ParseEncoding(s string) (Encoding, bool) {
 	switch {
-	case equalFold(s, "br"):
+	case ascii.EqualFold(s, "br"):
 		return Brotli, true
-	case equalFold(s, "zstd"):
+	case ascii.EqualFold(s, "zstd"):
 		return Zstd, true
-	case equalFold(s, "gzip"), equalFold(s, "x-gzip"):
+	case ascii.EqualFold(s, "gzip"), ascii.EqualFold(s, "x-gzip"):
 		return Gzip, true
-	case equalFold(s, "identity"):
+	case ascii.EqualFold(s, "identity"):
 		return Identity, true
 	}
 	return Identity, false

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/internal/ascii"
 	"github.com/gatehouse/gatehouse/internal/conf"
 )
 
@@ -374,7 +375,7 @@ func hasToken(vals []string, tok string) bool {
 			var t string
 			t, v = cut(v, ',')
 			t, _ = cut(t, '=')
-			if equalFold(trim(t), tok) {
+			if ascii.EqualFold(trim(t), tok) {
 				return true
 			}
 		}

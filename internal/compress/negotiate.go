@@ -1,5 +1,7 @@
 package compress
 
+import "github.com/gatehouse/gatehouse/internal/ascii"
+
 // Accept is a parsed Accept-Encoding header: the q-value (in thousandths)
 // the client gave each coding gatehouse knows. The zero value is not
 // meaningful; use ParseAccept.
@@ -116,7 +118,7 @@ func parseQ(params string) (int16, bool) {
 		p, params = cut(params, ';')
 		k, v := cut(p, '=')
 		k = trim(k)
-		if !equalFold(k, "q") {
+		if !ascii.EqualFold(k, "q") {
 			continue // unknown parameters are ignored
 		}
 		v = trim(v)
@@ -173,25 +175,4 @@ func trim(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-// equalFold is strings.EqualFold for ASCII tokens, without its Unicode
-// work: header tokens are ASCII by grammar.
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -79,6 +79,8 @@ func (c *Config) Defaults() {
 	setSize(&c.MaxURIBytes, 8<<10)
 	setSize(&c.MaxBodyBytes, 100<<20)
 	setSize(&c.BodyBufferBytes, 1<<20)
+	// Never buffer more in memory than a body may be.
+	c.BodyBufferBytes = min(c.BodyBufferBytes, c.MaxBodyBytes)
 }
 
 func setDur(d *conf.Duration, v time.Duration) {
@@ -119,9 +121,6 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxURIBytes < 256 || c.MaxURIBytes > c.MaxHeaderBytes {
 		errs.Add("max_uri_bytes", "must be between 256B and max_header_bytes (%s), got %s", c.MaxHeaderBytes, c.MaxURIBytes)
-	}
-	if c.BodyBufferBytes > c.MaxBodyBytes {
-		c.BodyBufferBytes = c.MaxBodyBytes
 	}
 	for name := range c.Headers {
 		if !isToken([]byte(name)) {

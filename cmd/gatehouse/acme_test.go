@@ -29,16 +29,6 @@ import (
 // pebble-challtestsrv as its DNS: every name resolves to 127.0.0.1, and
 // Pebble validates challenges against gatehouse's own listeners.
 
-func needProgram(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed (apt-get install pebble)", name)
-		}
-		t.Skipf("%s is not installed (apt-get install pebble)", name)
-	}
-}
-
 // pebbleCA is a running Pebble.
 type pebbleCA struct {
 	dir      string // ACME directory URL
@@ -51,8 +41,8 @@ type pebbleCA struct {
 
 func startPebble(t *testing.T, validity time.Duration, blocked ...string) *pebbleCA {
 	t.Helper()
-	needProgram(t, "pebble")
-	needProgram(t, "pebble-challtestsrv")
+	needProgram(t, "pebble", "pebble")
+	needProgram(t, "pebble-challtestsrv", "pebble")
 	dir := t.TempDir()
 	caPEM, certPEM, keyPEM := makeTestCA(t)
 	caFile := filepath.Join(dir, "pebble-ca.pem")

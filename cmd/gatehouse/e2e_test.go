@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -417,54 +416,6 @@ func TestValidateCommand(t *testing.T) {
 	out, _ = exec.Command(binary, "-h").CombinedOutput()
 	if !strings.Contains(string(out), "gatehouse run      -c FILE") {
 		t.Errorf("-h does not explain the commands:\n%s", out)
-	}
-}
-
-// TestExampleRuns starts config.example.yaml as the README says and fetches
-// the example app's page through it.
-func TestExampleRuns(t *testing.T) {
-	port, tlsPort, admin := freePort(t), freePort(t), freePort(t)
-	cmd := exec.Command(binary, "run", "-c", "config.example.yaml")
-	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port), fmt.Sprintf("TLS_PORT=%d", tlsPort), fmt.Sprintf("ADMIN_PORT=%d", admin))
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("gatehouse log:\n%s", logs.String())
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitListening(t, addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(bufio.NewReader(res.Body))
-		res.Body.Close()
-		if res.StatusCode == 200 {
-			if !strings.Contains(string(body), "Hello from behind gatehouse") {
-				t.Errorf("page: %q", body)
-			}
-			return
-		}
-		time.Sleep(100 * time.Millisecond) // workers still booting: 503 from the queue is fine
 	}
 }
 

@@ -66,7 +66,8 @@ if django.VERSION >= (4, 2):
 else:  # Debian bookworm's python3-django is 3.2
     STATICFILES_STORAGE = "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
 MEDIA_URL = "/media/"
-MEDIA_ROOT = DATA_DIR / "media"
+# Uploads; gatehouse serves this folder on /media/ (config.example.yaml).
+MEDIA_ROOT = BASE_DIR / "media"
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1 << 20
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -10,23 +10,13 @@
 #   go run ./bench/tls          testssl.sh, h2spec, h2load vs nginx
 #   bench/static/run.sh         static files vs nginx and Caddy
 #   bench/ratelimit/run.sh      rate limiting vs nginx limit_req
-#   bench/workers/run.sh        Django through gatehouse's workers vs nginx + gunicorn
+#   bench/workers/run.sh        Django through gatehouse's workers vs nginx + gunicorn, Caddy + gunicorn, uWSGI
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nginx-light libnginx-mod-http-brotli-static caddy gunicorn python3-django wrk nghttp2-client testssl.sh gnuplot-nox curl redis-server)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. scripts/lib/packages.sh
+ensure_packages nginx-light libnginx-mod-http-brotli-static caddy gunicorn uwsgi-core uwsgi-plugin-python3 \
+  python3-django wrk nghttp2-client testssl.sh gnuplot-nox curl redis-server
 
 if [ "${1:-}" != "--assemble" ]; then
   mkdir -p bench/results docs
@@ -47,7 +37,7 @@ cp bench/results/proxy-latency.png docs/proxy-latency.png
   echo "Assembled by \`bench/run-all.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') from one run of each benchmark (each section gives its time),"
   echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
   echo "$(free -g | awk '/Mem:/ {print $2}') GiB of memory, $(go version | cut -d' ' -f3),"
-  echo "$(nginx -v 2>&1 | cut -d' ' -f3), $(caddy version 2>/dev/null | cut -d' ' -f1 | sed 's/^/caddy /'), gunicorn $(gunicorn --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)."
+  echo "$(nginx -v 2>&1 | cut -d' ' -f3), $(caddy version 2>/dev/null | cut -d' ' -f1 | sed 's/^/caddy /'), gunicorn $(gunicorn --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1), uWSGI $(uwsgi --version 2>/dev/null)."
   echo "The load generator runs on the same machine, so ratios mean more than absolute numbers."
   echo "Each section says how to rerun it alone."
   echo
@@ -63,7 +53,7 @@ cp bench/results/proxy-latency.png docs/proxy-latency.png
   echo
   echo '```text'; cat bench/results/ratelimit.txt; echo '```'
   echo
-  echo "## Django: gatehouse workers vs nginx + gunicorn (\`bench/workers/run.sh\`)"
+  echo "## Django: gatehouse workers vs nginx + gunicorn, Caddy + gunicorn and uWSGI (\`bench/workers/run.sh\`)"
   echo
   echo '```text'; cat bench/results/workers.txt; echo '```'
 } > docs/benchmarks.md

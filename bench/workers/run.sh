@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# bench/workers/run.sh: the Django example under nginx + gunicorn (Debian
-# packages, 4 sync workers) and under gatehouse's worker pool (4 workers),
-# in one run, on loopback, with wrk. Prints medians and ratios.
+# bench/workers/run.sh: the Django example under the stacks a Django team
+# runs today and under gatehouse's worker pool, in one run, on loopback, with
+# wrk. Prints medians and ratios. Every stack has 4 worker processes:
+#   nginx + gunicorn   (proxy_pass to gunicorn's Unix socket, 4 sync workers)
+#   caddy + gunicorn   (reverse_proxy to the same gunicorn)
+#   uwsgi              (its own HTTP/1.1 socket, 4 processes, master)
+#   gatehouse          (app.wsgi, 4 workers, threads 1)
 #
 #   bench/workers/run.sh                 # defaults: 3 rounds of 8s per case
 #   ROUNDS=5 DUR=10s bench/workers/run.sh
 #
-# Needs: nginx-light (or nginx), gunicorn, python3-django, wrk, go.
+# Needs: nginx-light (or nginx), caddy, gunicorn, uwsgi-core,
+# uwsgi-plugin-python3, python3-django, wrk, go.
 # gatehouse side: `gatehouse run` (built from cmd/gatehouse, or GATEHOUSE_BIN)
 # with a generated config; POOLDRIVER=1 uses bench/workers/pooldriver
 # instead (workers.Pool behind httputil.ReverseProxy, no front middleware).
@@ -21,8 +26,10 @@ WORKERS=4
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 NGINX_PORT=${NGINX_PORT:-$(free_port)}
 GH_PORT=${GH_PORT:-$(free_port)}
+CADDY_PORT=${CADDY_PORT:-$(free_port)}
+UWSGI_PORT=${UWSGI_PORT:-$(free_port)}
 
-for bin in nginx gunicorn wrk go /usr/bin/python3; do
+for bin in nginx caddy gunicorn uwsgi wrk go /usr/bin/python3; do
 	command -v "$bin" >/dev/null || { echo "missing: $bin" >&2; exit 1; }
 done
 /usr/bin/python3 -c 'import django' || { echo "missing: python3-django" >&2; exit 1; }
@@ -79,6 +86,31 @@ pids+=($!)
 nginx_pid=$!
 disown $nginx_pid
 
+# caddy + gunicorn: Caddy's reverse_proxy to the same gunicorn (the rounds
+# never overlap, so sharing it is fair; its memory is counted once per stack).
+cat >"$tmp/Caddyfile" <<CADDY
+{
+	admin off
+	auto_https off
+}
+http://127.0.0.1:$CADDY_PORT {
+	reverse_proxy unix/$tmp/gunicorn.sock
+}
+CADDY
+XDG_DATA_HOME=$tmp XDG_CONFIG_HOME=$tmp caddy run --config "$tmp/Caddyfile" --adapter caddyfile >"$tmp/caddy.log" 2>&1 &
+pids+=($!)
+caddy_pid=$!
+disown $caddy_pid
+
+# uwsgi: 4 processes forked from a master that imported the app, serving
+# HTTP/1.1 with keep-alive on its own socket (no router process between).
+(cd examples/django && exec uwsgi --plugin python3 --master --processes $WORKERS \
+	--http11-socket "127.0.0.1:$UWSGI_PORT" --module mysite.wsgi:application \
+	--die-on-term --disable-logging --logto "$tmp/uwsgi.log") &
+pids+=($!)
+uwsgi_pid=$!
+disown $uwsgi_pid
+
 # gatehouse: the real binary when it builds (or GATEHOUSE_BIN), else the
 # pool driver (POOLDRIVER=1 forces it).
 if [ -z "${GATEHOUSE_BIN:-}" ] && [ -z "${POOLDRIVER:-}" ] && go build -o "$tmp/gatehouse" ./cmd/gatehouse 2>/dev/null; then
@@ -118,13 +150,15 @@ wait_up() {
 	exit 1
 }
 wait_up $NGINX_PORT
+wait_up $CADDY_PORT
+wait_up $UWSGI_PORT
 wait_up $GH_PORT
 
 # tree_mem PID: "rss_kib pss_kib" summed over the process and its descendants.
 tree_mem() {
 	local all=$1 frontier=$1 next
 	while [ -n "$frontier" ]; do
-		next=$(for p in $frontier; do ps -o pid= --ppid "$p"; done | tr -s ' \n' ' ')
+		next=$(for p in $frontier; do ps -o pid= --ppid "$p" || true; done | tr -s ' \n' ' ')
 		all="$all $next"
 		frontier=$(echo $next)
 	done
@@ -150,51 +184,67 @@ run() { # name port path conns
 	echo "  $1 $3 c=$4: $rps req/s, p99 $p99, errors $errs" >&2
 }
 
+stacks=("nginx+gunicorn:$NGINX_PORT" "caddy+gunicorn:$CADDY_PORT" "uwsgi:$UWSGI_PORT" "gatehouse:$GH_PORT")
 echo "warming up" >&2
-wrk -t2 -c16 -d2s "http://127.0.0.1:$NGINX_PORT/json" >/dev/null
-wrk -t2 -c16 -d2s "http://127.0.0.1:$GH_PORT/json" >/dev/null
+for s in "${stacks[@]}"; do wrk -t2 -c16 -d2s "http://127.0.0.1:${s#*:}/json" >/dev/null; done
 for r in $(seq 1 "$ROUNDS"); do
 	echo "round $r/$ROUNDS" >&2
-	run nginx+gunicorn $NGINX_PORT /json "$CONNS"
-	run gatehouse $GH_PORT /json "$CONNS"
+	for s in "${stacks[@]}"; do run "${s%%:*}" "${s#*:}" /json "$CONNS"; done
 done
-mem_ng=$(( $(tree_mem $nginx_pid | cut -d' ' -f1) )) ; mem_ng_p=$(tree_mem $nginx_pid | cut -d' ' -f2)
-mem_gu=$(tree_mem $gunicorn_pid | cut -d' ' -f1) ; mem_gu_p=$(tree_mem $gunicorn_pid | cut -d' ' -f2)
-mem_gh=$(tree_mem $gh_pid | cut -d' ' -f1) ; mem_gh_p=$(tree_mem $gh_pid | cut -d' ' -f2)
+# Memory of each whole stack after the JSON rounds, "rss pss" in KiB.
+mem=$tmp/mem.txt
+read -r ng_r ng_p < <(tree_mem $nginx_pid)
+read -r ca_r ca_p < <(tree_mem $caddy_pid)
+read -r gu_r gu_p < <(tree_mem $gunicorn_pid)
+read -r uw_r uw_p < <(tree_mem $uwsgi_pid)
+read -r gh_r gh_p < <(tree_mem $gh_pid)
+{
+	echo "nginx+gunicorn $((ng_r + gu_r)) $((ng_p + gu_p)) nginx $ng_r"
+	echo "caddy+gunicorn $((ca_r + gu_r)) $((ca_p + gu_p)) caddy $ca_r"
+	echo "uwsgi $uw_r $uw_p - 0"
+	echo "gatehouse $gh_r $gh_p - 0"
+	echo "gunicorn $gu_r $gu_p - 0"
+} >"$mem"
 for r in $(seq 1 "$ROUNDS"); do
 	echo "round $r/$ROUNDS (sleep 50ms)" >&2
-	run nginx+gunicorn $NGINX_PORT /sleep "$SLEEP_CONNS"
-	run gatehouse $GH_PORT /sleep "$SLEEP_CONNS"
+	for s in "${stacks[@]}"; do run "${s%%:*}" "${s#*:}" /sleep "$SLEEP_CONNS"; done
 done
 
-/usr/bin/python3 - "$results" "$mem_ng" "$mem_ng_p" "$mem_gu" "$mem_gu_p" "$mem_gh" "$mem_gh_p" "$WORKERS" <<'PY'
+/usr/bin/python3 - "$results" "$mem" "$WORKERS" "$ROUNDS" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-ng_rss, ng_pss, gu_rss, gu_pss, gh_rss, gh_pss, workers = map(int, sys.argv[2:9])
+mem = {l.split()[0]: l.split()[1:] for l in open(sys.argv[2])}
+workers, rounds = int(sys.argv[3]), int(sys.argv[4])
+stacks = ["nginx+gunicorn", "caddy+gunicorn", "uwsgi", "gatehouse"]
+others = stacks[:-1]
+
 def ms(s):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
         if s.endswith(unit) and s[: -len(unit)].replace(".", "", 1).isdigit():
             return float(s[: -len(unit)]) * f
     return float("nan")
+
 def med(name, path, col):
     vals = [float(r[2]) if col == "rps" else ms(r[3]) if col == "p99" else float(r[4]) for r in rows if r[0] == name and r[1] == path]
     return statistics.median(vals) if col != "err" else sum(vals)
+
+def line(label, cells, ratios="", target=""):
+    print("%-20s" % label + "".join("%16s" % c for c in cells) + "  %-30s %s" % (ratios, target))
+
 print()
-print("%-22s %16s %14s %10s %8s" % ("case", "nginx+gunicorn", "gatehouse", "ratio", "target"))
+line("case", stacks, "gatehouse / " + ", ".join(o.split("+")[0] for o in others), "target (vs nginx+gunicorn)")
 for path, label in (("/json", "JSON view"), ("/sleep", "50 ms view")):
-    a, b = med("nginx+gunicorn", path, "rps"), med("gatehouse", path, "rps")
-    tgt = ">=1.20x" if path == "/json" else ""
-    print("%-22s %12.0f r/s %10.0f r/s %9.2fx %8s" % (label + " req/s", a, b, b / a, tgt))
-    a, b = med("nginx+gunicorn", path, "p99"), med("gatehouse", path, "p99")
-    print("%-22s %13.1f ms %11.1f ms %9.2fx %8s" % (label + " p99", a, b, b / a, "<=1.00x"))
-    a, b = med("nginx+gunicorn", path, "err"), med("gatehouse", path, "err")
-    print("%-22s %16d %14d" % (label + " errors", a, b))
+    v = [med(s, path, "rps") for s in stacks]
+    line(label + " req/s", ["%.0f r/s" % x for x in v], "  ".join("%.2fx" % (v[-1] / x) for x in v[:-1]), ">=1.20x" if path == "/json" else "")
+    v = [med(s, path, "p99") for s in stacks]
+    line(label + " p99", ["%.1f ms" % x for x in v], "  ".join("%.2fx" % (v[-1] / x) for x in v[:-1]), "<=1.00x")
+    v = [med(s, path, "err") for s in stacks]
+    line(label + " errors", ["%d" % x for x in v])
 limit = workers / 0.05
-b = med("gatehouse", "/sleep", "rps")
-print("%-22s %16s %10.0f r/s %9.0f%% %8s" % ("50 ms view vs limit", "", b, 100 * b / limit, ">=95%"))
-a = med("nginx+gunicorn", "/sleep", "rps")
-print("%-22s %12.0f r/s %16s %9.0f%%" % ("  (gunicorn vs limit)", a, "", 100 * a / limit))
-print("%-22s %13.1f MiB %10.1f MiB %9.2fx %8s" % ("memory RSS (sum)", (ng_rss + gu_rss) / 1024, gh_rss / 1024, gh_rss / (ng_rss + gu_rss), "<=1.00x"))
-print("%-22s %13.1f MiB %10.1f MiB %9.2fx %8s" % ("memory PSS (sum)", (ng_pss + gu_pss) / 1024, gh_pss / 1024, gh_pss / (ng_pss + gu_pss), "<=1.00x"))
-print("  (nginx %.1f MiB RSS, gunicorn %.1f MiB RSS; medians of %d rounds)" % (ng_rss / 1024, gu_rss / 1024, len(rows) // 4))
+v = [med(s, "/sleep", "rps") for s in stacks]
+line("50 ms view vs limit", ["%.0f%%" % (100 * x / limit) for x in v], "(limit %d workers / 50 ms = %.0f r/s)" % (workers, limit), ">=95%")
+for col, name in ((0, "RSS"), (1, "PSS")):
+    v = [int(mem[s][col]) / 1024 for s in stacks]
+    line("memory %s (sum)" % name, ["%.1f MiB" % x for x in v], "  ".join("%.2fx" % (v[-1] / x) for x in v[:-1]), "<=1.00x")
+print("  (whole stacks after the JSON rounds; gunicorn alone %.1f MiB RSS; medians of %d rounds, %s each)" % (int(mem["gunicorn"][0]) / 1024, rounds, "wrk -t2"))
 PY

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"os"
 	"strconv"
 	"strings"
@@ -21,27 +20,23 @@ import (
 
 // forwarder hands app requests to the pool: it reads the whole request body
 // from the client first (so a slow client never holds a backend, and a
-// malformed body is refused before anything is sent), then forwards with
-// httputil.ReverseProxy, which strips hop-by-hop headers (RFC 9110 7.6.1)
-// and passes protocol upgrades and streaming responses through.
+// malformed body is refused before anything is sent), sets what the app
+// learns about the client, strips hop-by-hop headers (RFC 9110 section
+// 7.6.1) and copies the response back, flushing a stream as it comes,
+// tunnelling a protocol upgrade, passing trailers. It replaced
+// httputil.ReverseProxy, which clones every request and copies its headers
+// twice: here the request the front made (a shallow copy of the server's,
+// see front.ServeHTTP) is edited in place and sent as it is, and response
+// header values are shared, not copied (see forward_headers.go).
 type forwarder struct {
 	f      *front
-	rp     *httputil.ReverseProxy
+	pool   Pool
 	static StaticRouter
 	log    *slog.Logger
 }
 
 func newForwarder(f *front, pool Pool) *forwarder {
-	fw := &forwarder{f: f, static: f.static, log: f.log}
-	fw.rp = &httputil.ReverseProxy{
-		Rewrite:        fw.rewrite,
-		Transport:      pool,
-		BufferPool:     copyBuffers,
-		ModifyResponse: fw.modifyResponse,
-		ErrorHandler:   fw.fail,
-		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
-	}
-	return fw
+	return &forwarder{f: f, pool: pool, static: f.static, log: f.log}
 }
 
 func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -62,67 +57,96 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if body != nil {
 		defer body.Close()
 	}
-	fw.rp.ServeHTTP(w, r)
+	upgrade := fw.rewrite(r, info)
+	res, err := fw.pool.RoundTrip(r)
+	if err != nil {
+		fw.fail(w, r, err)
+		return
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		fw.tunnel(w, r, res, upgrade)
+		return
+	}
+	if fw.static != nil {
+		if target, sendfile := accelTarget(res.Header); target != "" {
+			// The backend is released before the file is served.
+			res.Body.Close()
+			fw.accel(w, r, target, res.Header, sendfile)
+			return
+		}
+	}
+	fw.respond(w, r, res, info)
 }
 
-// rewrite sets what the app learns about the client. Only gatehouse's own
-// view counts: the client IP from trusted-proxy resolution, the scheme the
-// client used, the Host it asked for, the request id.
-func (fw *forwarder) rewrite(pr *httputil.ProxyRequest) {
-	info := reqinfo.From(pr.In.Context())
-	out := pr.Out
-	out.URL.Scheme = "http"
-	out.URL.Host = pr.In.Host
-	if out.URL.Host == "" {
-		out.URL.Host = "app"
+// rewrite turns the front's request into the one the pool sends, in place,
+// and returns the protocol the client asked to upgrade to, if any. Only
+// gatehouse's own view counts for what the app learns about the client:
+// the client IP from trusted-proxy resolution, the scheme the client used,
+// the Host it asked for, the request id.
+func (fw *forwarder) rewrite(r *http.Request, info *reqinfo.Info) (upgrade string) {
+	h := r.Header
+	upgrade = stripHopRequest(h)
+	// The client's Connection: close is about its own connection, not the
+	// pooled one to the app.
+	r.Close = false
+	if r.ContentLength == 0 && r.Body != nil && r.Body != http.NoBody && len(r.TransferEncoding) == 0 {
+		r.Body = http.NoBody
 	}
-	out.Host = pr.In.Host
-	h := out.Header
+	// Pools take the address from their own member; the scheme says
+	// plain HTTP/1.1 to any RoundTripper. (r.URL is the server's; nothing
+	// after the handler reads its Scheme or Host.)
+	r.URL.Scheme = "http"
+	if r.URL.Host == "" {
+		r.URL.Host = r.Host
+		if r.URL.Host == "" {
+			r.URL.Host = "app"
+		}
+	}
+	r.RequestURI = ""
+
+	// One array for the values set below: one allocation, not five. Each
+	// slice has len == cap, so an append elsewhere copies.
+	vals := make([]string, 5)
 	peer := "unix"
 	if info.Peer.Addr().IsValid() {
 		peer = info.Peer.Addr().String()
 	}
 	// A trusted peer's chain is kept and extended; an untrusted peer's
 	// was deleted by the front, so the chain starts at the peer.
-	if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-		h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
-	} else {
-		h.Set("X-Forwarded-For", peer)
+	switch prior := h["X-Forwarded-For"]; len(prior) {
+	case 0:
+		vals[0] = peer
+	case 1:
+		vals[0] = prior[0] + ", " + peer
+	default:
+		vals[0] = strings.Join(prior, ", ") + ", " + peer
 	}
+	h["X-Forwarded-For"] = vals[0:1:1]
 	if info.TLS {
 		h["X-Forwarded-Proto"] = protoHTTPS
 	} else {
 		h["X-Forwarded-Proto"] = protoHTTP
 	}
-	if xfh := pr.In.Header.Get("X-Forwarded-Host"); xfh != "" {
-		h.Set("X-Forwarded-Host", xfh)
+	if xfh := h["X-Forwarded-Host"]; len(xfh) > 0 && xfh[0] != "" {
+		h["X-Forwarded-Host"] = xfh[:1:1]
 	} else {
-		h.Set("X-Forwarded-Host", pr.In.Host)
+		vals[1] = r.Host
+		h["X-Forwarded-Host"] = vals[1:2:2]
 	}
 	if info.ClientIP.IsValid() {
-		h.Set("X-Real-Ip", info.ClientIP.String())
-	}
-	h.Set("X-Request-Id", info.ID)
-	h.Set("X-Request-Start", "t="+strconv.FormatInt(info.Start.UnixMicro(), 10))
-}
-
-func (fw *forwarder) modifyResponse(res *http.Response) error {
-	if res.StatusCode == http.StatusSwitchingProtocols {
-		if c := guardConnOf(res.Request.Context()); c != nil {
-			c.Tunnel()
+		if info.ClientIP == info.Peer.Addr() {
+			vals[2] = peer
+		} else {
+			vals[2] = info.ClientIP.String()
 		}
-		return nil
+		h["X-Real-Ip"] = vals[2:3:3]
 	}
-	if fw.static == nil {
-		return nil
-	}
-	if target := res.Header.Get("X-Accel-Redirect"); target != "" {
-		return &accelRedirect{target: target, header: res.Header}
-	}
-	if file := res.Header.Get("X-Sendfile"); file != "" {
-		return &accelRedirect{target: file, header: res.Header, sendfile: true}
-	}
-	return nil
+	vals[3] = info.ID
+	h["X-Request-Id"] = vals[3:4:4]
+	var start [24]byte
+	vals[4] = string(strconv.AppendInt(append(start[:0], "t="...), info.Start.UnixMicro(), 10))
+	h["X-Request-Start"] = vals[4:5:5]
+	return upgrade
 }
 
 // Shared header values (len == cap, so an append copies): one allocation
@@ -132,51 +156,158 @@ var (
 	protoHTTP  = []string{"http"}
 )
 
-// accelRedirect travels from modifyResponse to fail, which serves the file:
-// ReverseProxy closes the app's response body on the way.
-type accelRedirect struct {
-	target   string
-	header   http.Header
-	sendfile bool // X-Sendfile: a file system path, not a URL path
+// respond copies the app's response to w: the head without hop-by-hop
+// fields, then the body, flushed whenever the app has nothing more ready,
+// then the trailers.
+func (fw *forwarder) respond(w http.ResponseWriter, r *http.Request, res *http.Response, info *reqinfo.Info) {
+	defer res.Body.Close()
+	dst := w.Header()
+	copyResponseHeader(dst, res.Header)
+	announced := len(res.Trailer)
+	if announced > 0 {
+		// Trailers are sent as the app announced them (RFC 9110 6.5.1).
+		names := make([]string, 0, announced)
+		for k := range res.Trailer {
+			names = append(names, k)
+		}
+		dst["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	w.WriteHeader(res.StatusCode)
+	if announced > 0 {
+		// Commit to chunked now: with the whole (small) body in hand,
+		// net/http would otherwise set a Content-Length and drop the
+		// trailers.
+		_ = flush(w)
+	}
+	if err := fw.copyBody(w, res); err != nil {
+		// The head is out: all that is left is to cut the response
+		// short, so the client cannot take it for a whole one.
+		if err.client {
+			info.Reason = "client_closed"
+			fw.log.LogAttrs(r.Context(), slog.LevelDebug, "client left during the response", slog.String("request_id", info.ID), slog.Any("error", err.err))
+		} else {
+			fw.log.LogAttrs(r.Context(), slog.LevelWarn, "app response body failed", slog.String("request_id", info.ID),
+				slog.String("upstream", info.Upstream), slog.Any("error", err.err))
+		}
+		panic(http.ErrAbortHandler)
+	}
+	if len(res.Trailer) == 0 {
+		return
+	}
+	if len(res.Trailer) == announced {
+		for k, vv := range res.Trailer {
+			dst[k] = vv
+		}
+		return
+	}
+	// Trailers the app did not announce go out with net/http's prefix
+	// convention (or are dropped by a server that cannot send them).
+	for k, vv := range res.Trailer {
+		dst[http.TrailerPrefix+k] = vv
+	}
 }
 
-func (a *accelRedirect) Error() string { return "X-Accel-Redirect to " + a.target }
+// copyError says which side of a body copy failed.
+type copyError struct {
+	err    error
+	client bool // writing to the client failed
+}
+
+// copyBody copies the response body to w. A read shorter than the buffer
+// means the app had nothing more ready at that moment, so what was
+// written is flushed then: a stream (Server-Sent Events, a long poll)
+// reaches the client as the app writes it, while a response that arrives
+// whole goes out in one write when the handler returns.
+func (fw *forwarder) copyBody(w http.ResponseWriter, res *http.Response) *copyError {
+	if res.Body == http.NoBody {
+		return nil
+	}
+	buf := copyBuffers.Get()
+	defer copyBuffers.Put(buf)
+	var written int64
+	for {
+		n, rerr := res.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return &copyError{err: werr, client: true}
+			}
+			written += int64(n)
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return &copyError{err: rerr}
+		}
+		if n > 0 && n < len(buf) && (res.ContentLength < 0 || written < res.ContentLength) {
+			if err := flush(w); err != nil {
+				return &copyError{err: err, client: true}
+			}
+		}
+	}
+}
+
+// flush pushes what w holds to the client.
+func flush(w http.ResponseWriter) error {
+	switch f := w.(type) {
+	case interface{ FlushError() error }:
+		return f.FlushError()
+	case http.Flusher:
+		f.Flush()
+		return nil
+	}
+	return http.NewResponseController(w).Flush()
+}
+
+// accelTarget returns the X-Accel-Redirect URL path or X-Sendfile file
+// an app response names, if any.
+func accelTarget(h http.Header) (target string, sendfile bool) {
+	if v := h["X-Accel-Redirect"]; len(v) > 0 && v[0] != "" {
+		return v[0], false
+	}
+	if v := h["X-Sendfile"]; len(v) > 0 && v[0] != "" {
+		return v[0], true
+	}
+	return "", false
+}
 
 // accelKeep are app headers that stay on a file served for X-Accel-Redirect,
 // as nginx keeps them: the app decides disposition and caching.
 var accelKeep = []string{"Content-Disposition", "Cache-Control", "Expires", "Set-Cookie", "Content-Language"}
 
+// accel serves the file an app named with X-Accel-Redirect or X-Sendfile
+// from an internal static mount.
+func (fw *forwarder) accel(w http.ResponseWriter, r *http.Request, target string, header http.Header, sendfile bool) {
+	info := reqinfo.From(r.Context())
+	for _, k := range accelKeep {
+		if v := header.Values(k); len(v) > 0 {
+			w.Header()[k] = v
+		}
+	}
+	info.Route = "accel"
+	// The file is served to the front's own writer, below response
+	// compression: static mounts compress (or not) by their own rules,
+	// and a second pass would only burn CPU.
+	w = frontWriter(w)
+	served := false
+	if sendfile {
+		served = fw.static.ServeSendfile(w, r, target)
+	} else {
+		served = fw.static.ServeInternal(w, r, target)
+	}
+	if served {
+		return
+	}
+	info.Reason = "accel_target_not_internal"
+	fw.log.LogAttrs(r.Context(), slog.LevelError, "app sent X-Accel-Redirect or X-Sendfile for a path under no internal static mount",
+		slog.String("request_id", info.ID), slog.String("target", target))
+	writeError(w, http.StatusInternalServerError, info.ID, 0)
+}
+
 // fail is the one place where a failed exchange with the pool becomes an
 // answer to the client.
 func (fw *forwarder) fail(w http.ResponseWriter, r *http.Request, err error) {
 	info := reqinfo.From(r.Context())
-	var accel *accelRedirect
-	if errors.As(err, &accel) {
-		for _, k := range accelKeep {
-			if v := accel.header.Values(k); len(v) > 0 {
-				w.Header()[k] = v
-			}
-		}
-		info.Route = "accel"
-		// The file is served to the front's own writer, below response
-		// compression: static mounts compress (or not) by their own rules,
-		// and a second pass would only burn CPU.
-		w = frontWriter(w)
-		served := false
-		if accel.sendfile {
-			served = fw.static.ServeSendfile(w, r, accel.target)
-		} else {
-			served = fw.static.ServeInternal(w, r, accel.target)
-		}
-		if served {
-			return
-		}
-		info.Reason = "accel_target_not_internal"
-		fw.log.LogAttrs(r.Context(), slog.LevelError, "app sent X-Accel-Redirect or X-Sendfile for a path under no internal static mount",
-			slog.String("request_id", info.ID), slog.String("target", accel.target))
-		writeError(w, http.StatusInternalServerError, info.ID, 0)
-		return
-	}
 	status, reason := statusFor(r.Context(), err)
 	info.Reason = reason
 	lvl := slog.LevelWarn

@@ -57,7 +57,7 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if body != nil {
 		defer body.Close()
 	}
-	upgrade := fw.rewrite(r, info)
+	upgrade := fw.rewrite(r, info, w.Header()["X-Request-Id"])
 	res, err := fw.pool.RoundTrip(r)
 	if err != nil {
 		fw.fail(w, r, err)
@@ -82,8 +82,9 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // and returns the protocol the client asked to upgrade to, if any. Only
 // gatehouse's own view counts for what the app learns about the client:
 // the client IP from trusted-proxy resolution, the scheme the client used,
-// the Host it asked for, the request id.
-func (fw *forwarder) rewrite(r *http.Request, info *reqinfo.Info) (upgrade string) {
+// the Host it asked for, the request id. idv is the response's
+// X-Request-Id value, shared when it holds the id.
+func (fw *forwarder) rewrite(r *http.Request, info *reqinfo.Info, idv []string) (upgrade string) {
 	h := r.Header
 	upgrade = stripHopRequest(h)
 	// The client's Connection: close is about its own connection, not the
@@ -104,9 +105,9 @@ func (fw *forwarder) rewrite(r *http.Request, info *reqinfo.Info) (upgrade strin
 	}
 	r.RequestURI = ""
 
-	// One array for the values set below: one allocation, not five. Each
+	// One array for the values set below: one allocation, not four. Each
 	// slice has len == cap, so an append elsewhere copies.
-	vals := make([]string, 5)
+	vals := make([]string, 4)
 	peer := "unix"
 	if info.Peer.Addr().IsValid() {
 		peer = info.Peer.Addr().String()
@@ -141,11 +142,14 @@ func (fw *forwarder) rewrite(r *http.Request, info *reqinfo.Info) (upgrade strin
 		}
 		h["X-Real-Ip"] = vals[2:3:3]
 	}
-	vals[3] = info.ID
-	h["X-Request-Id"] = vals[3:4:4]
+	if len(idv) == 1 && cap(idv) == 1 && idv[0] == info.ID {
+		h["X-Request-Id"] = idv
+	} else {
+		h["X-Request-Id"] = []string{info.ID}
+	}
 	var start [24]byte
-	vals[4] = string(strconv.AppendInt(append(start[:0], "t="...), info.Start.UnixMicro(), 10))
-	h["X-Request-Start"] = vals[4:5:5]
+	vals[3] = string(strconv.AppendInt(append(start[:0], "t="...), info.Start.UnixMicro(), 10))
+	h["X-Request-Start"] = vals[3:4:4]
 	return upgrade
 }
 
@@ -222,8 +226,9 @@ func (fw *forwarder) copyBody(w http.ResponseWriter, res *http.Response) *copyEr
 	if res.Body == http.NoBody {
 		return nil
 	}
-	buf := copyBuffers.Get()
-	defer copyBuffers.Put(buf)
+	bp := copyBuffers.Get()
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	var written int64
 	for {
 		n, rerr := res.Body.Read(buf)
@@ -437,8 +442,9 @@ func (fw *forwarder) spool(w http.ResponseWriter, r *http.Request) (*spooledBody
 	if r.ContentLength > 0 {
 		b.mem = make([]byte, 0, min(r.ContentLength, memMax))
 	}
-	buf := copyBuffers.Get()
-	defer copyBuffers.Put(buf)
+	bp := copyBuffers.Get()
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	for {
 		if cfg.BodyTimeout > 0 {
 			_ = rc.SetReadDeadline(time.Now().Add(cfg.BodyTimeout.D()))
@@ -500,10 +506,11 @@ func (b *spooledBody) add(p []byte, memMax int64, dir string) error {
 	return nil
 }
 
-// bufferPool recycles the 32 KiB buffers used to copy bodies.
+// bufferPool recycles the 32 KiB buffers used to copy bodies. It hands
+// out the pointer it stores, so a Put allocates nothing.
 type bufferPool struct{ p sync.Pool }
 
 var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
 
-func (bp *bufferPool) Get() []byte  { return *(bp.p.Get().(*[]byte)) }
-func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+func (bp *bufferPool) Get() *[]byte  { return bp.p.Get().(*[]byte) }
+func (bp *bufferPool) Put(b *[]byte) { bp.p.Put(b) }

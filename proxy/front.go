@@ -116,10 +116,20 @@ var spoofable = []string{
 	"True-Client-Ip", "X-Request-Id", "X-Request-Start",
 }
 
+// exchange is what the front keeps per request, in one allocation: the
+// record the later stages read from the context, and the writer every
+// handler behind the front writes to.
+type exchange struct {
+	info reqinfo.Info
+	rec  recorder
+	id   [1]string // X-Request-Id's value, shared by the request and the response
+}
+
 // ServeHTTP runs the request flow documented in doc.go.
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	info := &reqinfo.Info{Start: time.Now()}
-	rec := newRecorder(w, f)
+	x := &exchange{info: reqinfo.Info{Start: time.Now()}}
+	info, rec := &x.info, &x.rec
+	rec.init(w, f)
 	f.obs.start()
 	defer f.obs.done(rec, r, info)
 
@@ -151,9 +161,10 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delete(r.Header, h)
 		}
 	}
-	rec.Header().Set("X-Request-Id", info.ID)
+	x.id[0] = info.ID
+	rec.Header()["X-Request-Id"] = x.id[:]
 
-	info.Host = canonicalHost(r.Host)
+	info.Host = hostOf(r.Host)
 	if f.tls != nil && r.TLS == nil && f.tls.certs.httpChallenge(rec, r) {
 		// ACME HTTP-01: answered only for tokens of a pending order, so it
 		// may come before the Host check (on-demand names are not listed).
@@ -195,6 +206,21 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	info.Route = "app"
 	f.app.ServeHTTP(rec, r)
+}
+
+// hostOf is canonicalHost with a fast path for the common Host that is
+// already canonical (lower case, no port, no trailing dot), which it
+// returns without allocating.
+func hostOf(h string) string {
+	if h == "" || h[len(h)-1] == '.' || h[0] == '[' {
+		return canonicalHost(h)
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; c == ':' || c >= 'A' && c <= 'Z' {
+			return canonicalHost(h)
+		}
+	}
+	return h
 }
 
 // onDemandHost admits a Host outside server.hosts when on-demand TLS

@@ -3,8 +3,11 @@ package proxy
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
@@ -19,6 +22,56 @@ type observer struct {
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
 	refused  *prometheus.CounterVec
+
+	// The label children in use, looked up once: WithLabelValues hashes
+	// its labels and allocates on every call, and the sets are small
+	// (routes, status codes, reasons).
+	byCode   labelCache[routeCode, prometheus.Counter]
+	byRoute  labelCache[string, prometheus.Observer]
+	byReason labelCache[string, prometheus.Counter]
+}
+
+type routeCode struct {
+	route string
+	code  int
+}
+
+// labelCache maps label values to their metric child. Reads take no lock:
+// the map is replaced, never changed, when a new key comes (copy on
+// write), which stops happening once every route and status has been seen.
+type labelCache[K comparable, V any] struct {
+	m  atomic.Pointer[map[K]V]
+	mu sync.Mutex
+}
+
+func (c *labelCache[K, V]) get(k K, newChild func(K) V) V {
+	if m := c.m.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if v, ok := (*old)[k]; ok {
+			return v
+		}
+	}
+	next := make(map[K]V, 1)
+	if old != nil {
+		// A label set an attacker could grow (a status code an app
+		// invents) stays bounded: past 1024 children the cache stops
+		// growing and misses go to WithLabelValues.
+		if len(*old) >= 1024 {
+			return newChild(k)
+		}
+		maps.Copy(next, *old)
+	}
+	v := newChild(k)
+	next[k] = v
+	c.m.Store(&next)
+	return v
 }
 
 func newObserver(access *slog.Logger, reg prometheus.Registerer) *observer {
@@ -68,10 +121,10 @@ func (o *observer) done(rec *recorder, r *http.Request, info *reqinfo.Info) {
 	if route == "" {
 		route = "none"
 	}
-	o.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	o.duration.WithLabelValues(route).Observe(d.Seconds())
+	o.byCode.get(routeCode{route, status}, o.newByCode).Inc()
+	o.byRoute.get(route, o.newByRoute).Observe(d.Seconds())
 	if info.Reason != "" {
-		o.refused.WithLabelValues(info.Reason).Inc()
+		o.byReason.get(info.Reason, o.newByReason).Inc()
 	}
 	if o.access == nil || !o.access.Enabled(context.Background(), slog.LevelInfo) {
 		return
@@ -107,6 +160,18 @@ func (o *observer) done(rec *recorder, r *http.Request, info *reqinfo.Info) {
 		attrs = append(attrs, slog.String("user_agent", ua))
 	}
 	o.access.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
+
+func (o *observer) newByCode(k routeCode) prometheus.Counter {
+	return o.requests.WithLabelValues(k.route, strconv.Itoa(k.code))
+}
+
+func (o *observer) newByRoute(route string) prometheus.Observer {
+	return o.duration.WithLabelValues(route)
+}
+
+func (o *observer) newByReason(reason string) prometheus.Counter {
+	return o.refused.WithLabelValues(reason)
 }
 
 func addrString(info *reqinfo.Info) string {

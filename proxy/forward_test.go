@@ -1,0 +1,250 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startRawServer runs a loopback server that answers every request head
+// it reads with respond's bytes, verbatim; net/http would tidy up the
+// hop-by-hop fields the tests want the front to see.
+func startRawServer(t *testing.T, respond func(head string) string) *httptest.Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					var head strings.Builder
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						head.WriteString(line)
+						if line == "\r\n" {
+							break
+						}
+					}
+					if _, err := io.WriteString(c, respond(head.String())); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return &httptest.Server{URL: "http://" + ln.Addr().String()}
+}
+
+func TestHopByHopHeadersStripped(t *testing.T) {
+	t.Parallel()
+	heads := make(chan string, 1)
+	backend := startRawServer(t, func(head string) string {
+		heads <- head
+		return "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n" +
+			"Connection: keep-alive, X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\n" +
+			"Proxy-Authenticate: Basic\r\nUpgrade: nothing\r\nX-App: kept\r\n\r\nok\n"
+	})
+	url, _ := startFront(t, backend, testConfig(nil))
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(c, "GET /hop HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"+
+		"Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\n"+
+		"Te: trailers, deflate\r\nUpgrade: h2c\r\nX-Keep: yes\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(body) != "ok\n" {
+		t.Fatalf("got %d %q", res.StatusCode, body)
+	}
+	head := strings.ToLower(<-heads)
+	for _, gone := range []string{"\r\nconnection:", "x-secret", "keep-alive", "proxy-connection", "proxy-authorization", "upgrade", "deflate"} {
+		if strings.Contains(head, gone) {
+			t.Errorf("app received %q:\n%s", gone, head)
+		}
+	}
+	for _, kept := range []string{"\r\nte: trailers\r\n", "\r\nx-keep: yes\r\n", "\r\nx-forwarded-for: 127.0.0.1\r\n"} {
+		if !strings.Contains(head, kept) {
+			t.Errorf("app did not receive %q:\n%s", kept, head)
+		}
+	}
+	for _, gone := range []string{"X-Internal", "Keep-Alive", "Proxy-Authenticate", "Upgrade"} {
+		if v := res.Header.Get(gone); v != "" {
+			t.Errorf("client received %s: %s", gone, v)
+		}
+	}
+	if res.Header.Get("X-App") != "kept" || res.Header.Get("X-Request-Id") == "" {
+		t.Errorf("end-to-end fields lost: %v", res.Header)
+	}
+	if strings.Contains(strings.ToLower(res.Header.Get("Connection")), "x-internal") {
+		t.Errorf("client received the app's Connection: %v", res.Header)
+	}
+}
+
+func TestUpgradeToAnotherProtocolIsRefused(t *testing.T) {
+	t.Parallel()
+	backend := startRawServer(t, func(string) string {
+		return "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: something-else\r\n\r\n"
+	})
+	url, _ := startFront(t, backend, testConfig(nil))
+	req, _ := http.NewRequest("GET", url+"/ws", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	res, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadGateway {
+		t.Errorf("status %d, want 502 for a 101 to a protocol the client did not ask for", res.StatusCode)
+	}
+}
+
+func TestUpgradeWithBytesRightAfterTheHead(t *testing.T) {
+	t.Parallel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_ = brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			_, _ = brw.WriteString("echo: " + line)
+			_ = brw.Flush()
+		}
+	}))
+	t.Cleanup(backend.Close)
+	url, _ := startFront(t, backend, testConfig(nil))
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	// The client speaks first, in the same packet as the request: those
+	// bytes sit in the server's buffer when the connection is taken over.
+	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nfirst\n")
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	if res.Header.Get("X-Request-Id") == "" || !strings.EqualFold(res.Header.Get("Upgrade"), "echo") {
+		t.Errorf("101 head: %v", res.Header)
+	}
+	for _, want := range []string{"echo: first\n"} {
+		got, err := br.ReadString('\n')
+		if err != nil || got != want {
+			t.Fatalf("tunnel: got %q, %v; want %q", got, err, want)
+		}
+	}
+	fmt.Fprint(c, "second\n")
+	if got, err := br.ReadString('\n'); err != nil || got != "echo: second\n" {
+		t.Fatalf("tunnel: got %q, %v", got, err)
+	}
+}
+
+func TestStreamFlushedAsTheAppWrites(t *testing.T) {
+	t.Parallel()
+	// Not an event stream: any response the app sends in pieces is passed
+	// on piece by piece, whatever its type.
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-time.After(time.Second):
+		case <-r.Context().Done():
+		}
+		_, _ = io.WriteString(w, "second\n")
+	}))
+	t.Cleanup(backend.Close)
+	url, _ := startFront(t, backend, testConfig(nil))
+	start := time.Now()
+	res, err := http.Get(url + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "first\n" {
+		t.Fatalf("first piece %q, %v", line, err)
+	}
+	if d := time.Since(start); d > 800*time.Millisecond {
+		t.Errorf("first piece arrived after %v, want it before the second is written", d)
+	}
+	if rest, _ := io.ReadAll(br); string(rest) != "second\n" {
+		t.Errorf("rest %q", rest)
+	}
+}
+
+func TestTrailersPassThrough(t *testing.T) {
+	t.Parallel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		_, _ = io.WriteString(w, "body\n")
+		w.Header().Set("X-Checksum", "abc123")
+	}))
+	t.Cleanup(backend.Close)
+	url, _ := startFront(t, backend, testConfig(nil))
+	req, _ := http.NewRequest("GET", url+"/t", nil)
+	req.Header.Set("TE", "trailers")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(body) != "body\n" {
+		t.Errorf("body %q", body)
+	}
+	if got := res.Trailer.Get("X-Checksum"); got != "abc123" {
+		t.Errorf("trailer X-Checksum = %q, want abc123 (trailers %v, header %v)", got, res.Trailer, res.Header)
+	}
+}
+
+func TestSmallResponseKeepsItsLength(t *testing.T) {
+	t.Parallel()
+	backend, _ := startBackend(t)
+	url, _ := startFront(t, backend, testConfig(nil))
+	res, err := http.Get(url + "/frame")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	// Not flushed early: the client gets a Content-Length, not chunks.
+	if res.ContentLength != int64(len(body)) || len(res.TransferEncoding) != 0 {
+		t.Errorf("length %d, transfer-encoding %v for a %d-byte body", res.ContentLength, res.TransferEncoding, len(body))
+	}
+}

@@ -27,6 +27,7 @@ worker that passed its timeout, before killing it).
 """
 
 import faulthandler
+import gc
 import importlib
 import os
 import signal
@@ -34,13 +35,21 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 
-HDR = struct.Struct(">cI")
+HDR = struct.Struct(">BI")
 PAIR_K = struct.Struct(">H")
 PAIR_V = struct.Struct(">I")
 MAX_FRAME = 1 << 20
 CHUNK = 256 << 10
+RBUF = 128 << 10  # a connection's read buffer; a larger frame grows it
+
+# Frame types, as the bytes HDR unpacks them to.
+Q, R, B, E, H, D, F, X = b"QRBEHDFX"
+END = HDR.pack(E, 0)
+FIN = HDR.pack(F, 0)
+NO_CTL = str.maketrans("", "", "\r\n\0")
 
 
 class ProtocolError(Exception):
@@ -52,21 +61,61 @@ class Stop(Exception):
 
 
 class Conn:
+    """One connection from gatehouse. Frames are read with recv_into into a
+    buffer kept for the connection's life: a request without a body (its
+    Q and E frames) is one recv and no copy."""
+
+    __slots__ = ("sock", "buf", "mv", "start", "end")
+
     def __init__(self, sock):
         self.sock = sock
-        self.rfile = sock.makefile("rb", buffering=64 << 10)
+        self.buf = bytearray(RBUF)
+        self.mv = memoryview(self.buf)
+        self.start = self.end = 0
+
+    def _want(self, need):
+        """Makes need bytes available at self.start, reading as needed."""
+        if self.start + need > len(self.buf):
+            rest = bytes(self.mv[self.start:self.end])
+            if need > len(self.buf):
+                self.mv.release()
+                self.buf = bytearray(need)
+                self.mv = memoryview(self.buf)
+            self.mv[: len(rest)] = rest
+            self.start, self.end = 0, len(rest)
+        mv, recv_into = self.mv, self.sock.recv_into
+        while self.end - self.start < need:
+            n = recv_into(mv[self.end:])
+            if not n:
+                raise EOFError
+            self.end += n
 
     def read_frame(self):
-        h = self.rfile.read(5)
-        if len(h) < 5:
-            raise EOFError
-        t, n = HDR.unpack(h)
+        """Returns the next frame's type and payload, a memoryview that is
+        valid until the next read."""
+        if self.start == self.end:
+            self.start = self.end = 0
+        if self.end - self.start < 5:
+            self._want(5)
+        t, n = HDR.unpack_from(self.buf, self.start)
         if n > MAX_FRAME:
             raise ProtocolError("frame too large: %d" % n)
-        p = self.rfile.read(n) if n else b""
-        if len(p) < n:
-            raise EOFError
-        return t, p
+        i = self.start + 5
+        if self.end - i < n:
+            self.start = i - 5
+            self._want(5 + n)
+            i = self.start + 5
+        self.start = i + n
+        return t, self.mv[i : i + n]
+
+    def take_end(self):
+        """Consumes an E frame if it is next in the buffer (a request
+        without a body), so the request needs no further read."""
+        i = self.start
+        if self.end - i >= 5 and self.buf.startswith(END, i):
+            self.start = i + 5
+            return True
+        return False
 
     def send(self, t, payload=b""):
         if len(payload) <= 8192:
@@ -78,13 +127,14 @@ class Conn:
     def send_data(self, data):
         mv = memoryview(data)
         while len(mv) > MAX_FRAME:
-            self.send(b"D", mv[:MAX_FRAME])
+            self.send(D, mv[:MAX_FRAME])
             mv = mv[MAX_FRAME:]
         if len(mv):
-            self.send(b"D", mv)
+            self.send(D, mv)
 
 
 def decode_pairs(p):
+    p = bytes(p)
     env = {}
     i, n = 0, len(p)
     while i < n:
@@ -111,23 +161,61 @@ def encode_head(status, headers):
     return "\0".join(out).encode("latin-1")
 
 
+def check_response(status, headers):
+    """start_response's checks (PEP 3333; no CR, LF or NUL that could split
+    the head), made on the joined head in a few C-level scans. Returns the
+    head as a NUL-separated str and whether it has a Content-Length."""
+    try:
+        flat = [":status", status]
+        for name, value in headers:
+            flat.append(name)
+            flat.append(value)
+        head = "\0".join(flat)
+    except (TypeError, ValueError):
+        head = None
+    if (head is None or len(head) - len(head.translate(NO_CTL)) != len(flat) - 1
+            or len(status) < 4 or not status[:3].isdigit() or status[3] != " "
+            or ":" in "\0".join(flat[2::2])):
+        check_slowly(status, headers)
+        raise ValueError("invalid response head")
+    return head, "\0content-length\0" in head.lower()
+
+
+def check_slowly(status, headers):
+    """Raises the precise error for a head check_response refused."""
+    if (not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit()
+            or status[3] != " " or any(c in status for c in "\r\n\0")):
+        raise ValueError("bad status %r" % (status,))
+    for pair in headers:
+        try:
+            name, value = pair
+        except (TypeError, ValueError):
+            raise TypeError("headers must be (name, value) pairs: %r" % (pair,)) from None
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("header names and values must be str: %r" % ((name, value),))
+        if any(c in value for c in "\r\n\0") or any(c in name for c in "\r\n\0:"):
+            raise ValueError("invalid header %r" % ((name, value),))
+
+
 class Input:
     """wsgi.input: the request body, read from B frames as the app asks.
     It ends at the E frame, so it never reads past the body (bounded)."""
 
-    def __init__(self, conn):
+    __slots__ = ("conn", "buf", "done")
+
+    def __init__(self, conn, done):
         self.conn = conn
         self.buf = bytearray()
-        self.done = False
+        self.done = done
 
     def _fill(self):
         t, p = self.conn.read_frame()
-        if t == b"B":
+        if t == B:
             self.buf += p
-        elif t == b"E":
+        elif t == E:
             self.done = True
         else:
-            raise ProtocolError("unexpected frame %r in body" % t)
+            raise ProtocolError("unexpected frame %r in body" % chr(t))
 
     def read(self, size=-1):
         if size is None or size < 0:
@@ -176,10 +264,10 @@ class Input:
     def drain(self):
         while not self.done:
             t, _ = self.conn.read_frame()
-            if t == b"E":
+            if t == E:
                 self.done = True
-            elif t != b"B":
-                raise ProtocolError("unexpected frame %r in body" % t)
+            elif t != B:
+                raise ProtocolError("unexpected frame %r in body" % chr(t))
 
 
 class FileWrapper:
@@ -203,38 +291,48 @@ class Worker:
     def __init__(self, app, threads):
         self.app = app
         self.threads = threads
-        self.lock = threading.Lock()
-        self.busy = 0
-        self.idle = threading.Condition(self.lock)
-        self.stopping = False
+        # Connections with a request in progress. set.add and set.discard
+        # are atomic, so the request path takes no lock; shutdown polls it.
+        self.active = set()
+        # What every environ starts with; each request copies it and adds
+        # the CGI variables gatehouse sent.
+        self.base = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.multithread": threads > 1,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+        }
 
     def serve_conn(self, sock):
         conn = Conn(sock)
+        active = self.active
         try:
             while True:
                 try:
                     t, p = conn.read_frame()
                 except (EOFError, OSError):
                     return
-                if t == b"Q":
-                    parts = p.decode("latin-1").split("\0")
+                if t == Q:
+                    parts = str(p, "latin-1").split("\0")
                     if len(parts) % 2:
                         raise ProtocolError("odd environ")
-                    environ = dict(zip(parts[0::2], parts[1::2]))
-                elif t == b"R":
-                    environ = decode_pairs(p)
+                    environ = self.base.copy()
+                    it = iter(parts)
+                    environ.update(zip(it, it))
+                elif t == R:
+                    environ = self.base.copy()
+                    environ.update(decode_pairs(p))
                 else:
-                    raise ProtocolError("want a request head, got %r" % t)
-                with self.lock:
-                    self.busy += 1
+                    raise ProtocolError("want a request head, got %r" % chr(t))
+                active.add(conn)
                 try:
-                    if not self.handle(conn, environ):
+                    if not self.handle(conn, environ, Input(conn, conn.take_end())):
                         return
                 finally:
-                    with self.lock:
-                        self.busy -= 1
-                        if self.busy == 0:
-                            self.idle.notify_all()
+                    active.discard(conn)
         except ProtocolError as e:
             print("gatehouse shim: protocol error: %s" % e, file=sys.stderr)
         finally:
@@ -243,32 +341,22 @@ class Worker:
             except OSError:
                 pass
 
-    def handle(self, conn, environ):
+    def handle(self, conn, environ, inp):
         """Serves one request. Returns False when the connection is unusable."""
-        inp = Input(conn)
+        environ["wsgi.input"] = inp
+        environ["wsgi.errors"] = sys.stderr
         head_only = environ.get("REQUEST_METHOD") == "HEAD"
-        environ.update(
-            {
-                "wsgi.version": (1, 0),
-                "wsgi.input": inp,
-                "wsgi.errors": sys.stderr,
-                "wsgi.multithread": self.threads > 1,
-                "wsgi.multiprocess": True,
-                "wsgi.run_once": False,
-                "wsgi.file_wrapper": FileWrapper,
-                "wsgi.input_terminated": True,
-            }
-        )
-        environ.setdefault("wsgi.url_scheme", "http")
-        state = {"status": None, "headers": None, "sent": False}
+        status = head = None
+        has_length = sent = False
 
         def send_head():
-            if not state["sent"]:
-                state["sent"] = True
-                conn.send(b"H", encode_head(state["status"], state["headers"]))
+            nonlocal sent
+            if not sent:
+                sent = True
+                conn.send(H, head.encode("latin-1"))
 
         def write(data):
-            if state["status"] is None:
+            if status is None:
                 raise AssertionError("write() before start_response()")
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError("write() argument must be bytes, not %s" % type(data).__name__)
@@ -276,70 +364,64 @@ class Worker:
             if data and not head_only:
                 conn.send_data(data)
 
-        def start_response(status, headers, exc_info=None):
+        def start_response(st, headers, exc_info=None):
+            nonlocal status, head, has_length
             if exc_info:
                 try:
-                    if state["sent"]:
+                    if sent:
                         raise exc_info[1].with_traceback(exc_info[2])
                 finally:
                     exc_info = None
-            elif state["status"] is not None:
+            elif status is not None:
                 raise AssertionError("start_response() called twice without exc_info")
-            if (not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit()
-                    or status[3] != " " or any(c in status for c in "\r\n\0")):
-                raise ValueError("bad status %r" % (status,))
-            hs = []
-            for name, value in headers:
-                if not isinstance(name, str) or not isinstance(value, str):
-                    raise TypeError("header names and values must be str: %r" % ((name, value),))
-                if any(c in value for c in "\r\n\0") or any(c in name for c in "\r\n\0:"):
-                    raise ValueError("invalid header %r" % ((name, value),))
-                hs.append((name, value))
-            state["status"], state["headers"] = status, hs
+            head, has_length = check_response(st, headers)
+            status = st
             return write
 
         result = None
         aborted = False
         try:
             result = self.app(environ, start_response)
-            if isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False:
+            if result.__class__ is list or isinstance(result, (list, tuple)) or getattr(result, "streaming", None) is False:
                 # A body that is all there (a list, a non-streaming Django
                 # response): head, body and end go out in one write.
-                if state["status"] is None:
+                if status is None:
                     raise AssertionError("app returned without calling start_response()")
                 chunks = [data for data in result if data]
                 frames = []
-                if not state["sent"]:
-                    headers = state["headers"]
-                    code = state["status"][:3]
-                    if code not in ("204", "304") and code[0] != "1" and not any(
-                            k.lower() == "content-length" for k, _ in headers):
+                if not sent:
+                    h = head
+                    if not has_length and status[0] != "1" and status[:3] not in ("204", "304"):
                         # The whole body is known: say its length, so the
                         # front need not chunk it and flush every write.
-                        headers = headers + [("Content-Length", str(sum(len(c) for c in chunks)))]
-                    head = encode_head(state["status"], headers)
-                    frames += [HDR.pack(b"H", len(head)), head]
+                        h += "\0Content-Length\0%d" % sum(map(len, chunks))
+                    h = h.encode("latin-1")
+                    frames += [HDR.pack(H, len(h)), h]
                 if not head_only:
                     for data in chunks:
+                        if len(data) <= MAX_FRAME:
+                            frames += [HDR.pack(D, len(data)), data]
+                            continue
                         mv = memoryview(data)
                         while len(mv):
-                            frames += [HDR.pack(b"D", min(len(mv), MAX_FRAME)), mv[:MAX_FRAME]]
+                            frames += [HDR.pack(D, min(len(mv), MAX_FRAME)), mv[:MAX_FRAME]]
                             mv = mv[MAX_FRAME:]
-                frames.append(HDR.pack(b"F", 0))
-                state["sent"] = True
+                frames.append(FIN)
+                sent = True
                 conn.sock.sendall(b"".join(frames))
                 self.close_result(result)
-                try:
-                    inp.drain()
-                except (OSError, EOFError):
-                    return False
+                if not inp.done:
+                    try:
+                        inp.drain()
+                    except (OSError, EOFError):
+                        return False
                 return True
             for data in result:
-                if state["status"] is None:
+                if status is None:
                     raise AssertionError("app returned data before start_response()")
                 if data:
                     write(data)
-            if state["status"] is None:
+            if status is None:
                 raise AssertionError("app returned without calling start_response()")
             send_head()
         except OSError:
@@ -349,25 +431,25 @@ class Worker:
         except Exception:
             traceback.print_exc(file=sys.stderr)
             sys.stderr.flush()
-            if state["sent"]:
+            if sent:
                 aborted = True
             else:
                 body = b"Internal Server Error"
                 try:
-                    conn.send(b"H", encode_head("500 Internal Server Error",
-                                                [("Content-Type", "text/plain; charset=utf-8"),
-                                                 ("Content-Length", str(len(body)))]))
+                    conn.send(H, encode_head("500 Internal Server Error",
+                                             [("Content-Type", "text/plain; charset=utf-8"),
+                                              ("Content-Length", str(len(body)))]))
                     if not head_only:
-                        conn.send(b"D", body)
+                        conn.send(D, body)
                 except OSError:
                     self.close_result(result)
                     return False
         self.close_result(result)
         try:
             if aborted:
-                conn.send(b"X", b"application error after the response started")
+                conn.send(X, b"application error after the response started")
             else:
-                conn.send(b"F")
+                conn.send(F)
             inp.drain()
         except (OSError, EOFError):
             return False
@@ -393,6 +475,37 @@ def load(spec):
     return obj
 
 
+PROFILES = []
+
+
+def profiled(serve, path):
+    """For measuring the shim, not for production: GATEHOUSE_SHIM_PROFILE=path
+    (in app.env) profiles each connection with cProfile; the stats go to
+    path.<pid> when the worker stops (SIGTERM)."""
+    import cProfile
+
+    def run(sock):
+        prof = cProfile.Profile()
+        PROFILES.append((path, prof))
+        prof.runcall(serve, sock)
+
+    return run
+
+
+def dump_profiles():
+    import pstats
+
+    stats = None
+    for path, prof in PROFILES:
+        prof.disable()
+        if stats is None:
+            stats = pstats.Stats(prof)
+        else:
+            stats.add(prof)
+    if stats is not None:
+        stats.dump_stats("%s.%d" % (PROFILES[0][0], os.getpid()))
+
+
 def main():
     faulthandler.enable()
     faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
@@ -407,7 +520,16 @@ def main():
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
         os._exit(3)
+    # What the import built lives as long as the process: keep it out of
+    # every future collection (gen2 passes no longer walk it), and collect
+    # the young generation less often than every 700 allocations.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(gc.get_threshold()[0], 10000))
     worker = Worker(app, threads)
+    serve = worker.serve_conn
+    if os.environ.get("GATEHOUSE_SHIM_PROFILE"):
+        serve = profiled(serve, os.environ["GATEHOUSE_SHIM_PROFILE"])
 
     def on_term(signum, frame):
         raise Stop()
@@ -419,13 +541,14 @@ def main():
     try:
         while True:
             sock, _ = listener.accept()
-            threading.Thread(target=worker.serve_conn, args=(sock,), daemon=True).start()
+            threading.Thread(target=serve, args=(sock,), daemon=True).start()
     except Stop:
         pass
     listener.close()
-    with worker.lock:
-        while worker.busy:
-            worker.idle.wait()
+    while worker.active:
+        time.sleep(0.01)
+    if os.environ.get("GATEHOUSE_SHIM_PROFILE"):
+        dump_profiles()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

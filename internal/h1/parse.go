@@ -20,38 +20,65 @@ import (
 // http.ReadResponse: the rare cases keep net/http's exact behaviour, and
 // FuzzResponse checks that both agree.
 func parseHead(br *bufio.Reader, r *http.Request) (resp *http.Response, length int64, ok bool) {
-	if r.Method == "HEAD" {
+	hd, ok := parseHeadBlock(br, r)
+	if !ok {
 		return nil, 0, false
+	}
+	return &hd.resp, hd.resp.ContentLength, true
+}
+
+// inlineVals is how many header values a head block holds without a
+// separate array: enough for a typical app response.
+const inlineVals = 8
+
+// head is a parsed response with its body and header values in one
+// allocation, rather than three.
+type head struct {
+	resp http.Response
+	body body
+	vals [inlineVals]string
+}
+
+// parseHeadBlock is parseHead returning the whole block, so that the
+// transport can frame the body in it.
+func parseHeadBlock(br *bufio.Reader, r *http.Request) (hd *head, ok bool) {
+	if r.Method == "HEAD" {
+		return nil, false
 	}
 	buf, _ := br.Peek(br.Buffered())
 	end := bytes.Index(buf, []byte("\r\n\r\n"))
 	if end < 0 {
-		return nil, 0, false
+		return nil, false
 	}
 	raw := buf[:end+2] // each line with its CRLF
 	// Status line: "HTTP/1.1 200 OK".
 	if len(raw) < 14 || string(raw[:9]) != "HTTP/1.1 " {
-		return nil, 0, false
+		return nil, false
 	}
 	c0, c1, c2 := raw[9], raw[10], raw[11]
 	if c0 < '2' || c0 > '5' || c1 < '0' || c1 > '9' || c2 < '0' || c2 > '9' {
-		return nil, 0, false
+		return nil, false
 	}
 	code := int(c0-'0')*100 + int(c1-'0')*10 + int(c2-'0')
 	if code == http.StatusNoContent || code == http.StatusNotModified {
-		return nil, 0, false
+		return nil, false
 	}
 	eol := bytes.Index(raw, []byte("\r\n"))
 	status := raw[9:eol]
 	if len(status) > 3 && status[3] != ' ' || !cleanLine(status) {
-		return nil, 0, false
+		return nil, false
 	}
 
 	// Count the fields first, to size the map and the value array once.
 	lines := bytes.Count(raw[eol+2:], []byte("\r\n"))
 	s := string(raw) // the one allocation for all the text
 	h := make(http.Header, lines)
-	vals := make([]string, lines)
+	hd = new(head)
+	var length int64
+	vals := hd.vals[:]
+	if lines > inlineVals {
+		vals = make([]string, lines)
+	}
 	length = -2 // none seen
 	chunked := false
 	for i, pos := 0, eol+2; pos < len(s); i++ {
@@ -65,30 +92,30 @@ func parseHead(br *bufio.Reader, r *http.Request) (resp *http.Response, length i
 				break
 			}
 			if !tokenChars[line[j]] {
-				return nil, 0, false // obs-fold, space before colon, bad name
+				return nil, false // obs-fold, space before colon, bad name
 			}
 		}
 		if colon <= 0 {
-			return nil, 0, false
+			return nil, false
 		}
 		v := trimOWS(line[colon+1:])
 		if !cleanLine(v) {
-			return nil, 0, false
+			return nil, false
 		}
 		key := textproto.CanonicalMIMEHeaderKey(line[:colon])
 		switch key {
 		case "Connection", "Trailer":
-			return nil, 0, false
+			return nil, false
 		case "Content-Length":
 			if length != -2 || chunked {
-				return nil, 0, false
+				return nil, false
 			}
 			if length = parseLength(v); length < 0 {
-				return nil, 0, false
+				return nil, false
 			}
 		case "Transfer-Encoding":
 			if v != "chunked" || chunked || length != -2 {
-				return nil, 0, false
+				return nil, false
 			}
 			chunked = true
 			continue // net/http keeps it out of Header too
@@ -101,9 +128,9 @@ func parseHead(br *bufio.Reader, r *http.Request) (resp *http.Response, length i
 		}
 	}
 	if length == -2 && !chunked {
-		return nil, 0, false // read to EOF: rare, and net/http knows it
+		return nil, false // read to EOF: rare, and net/http knows it
 	}
-	resp = &http.Response{
+	hd.resp = http.Response{
 		Status:        s[9:eol],
 		StatusCode:    code,
 		Proto:         "HTTP/1.1",
@@ -114,11 +141,11 @@ func parseHead(br *bufio.Reader, r *http.Request) (resp *http.Response, length i
 		Request:       r,
 	}
 	if chunked {
-		resp.ContentLength = -1
-		resp.TransferEncoding = []string{"chunked"} // the caller's to change
+		hd.resp.ContentLength = -1
+		hd.resp.TransferEncoding = []string{"chunked"} // the caller's to change
 	}
 	br.Discard(end + 4)
-	return resp, resp.ContentLength, true
+	return hd, true
 }
 
 func indexCRLF(s string, from int) int {

@@ -115,6 +115,7 @@ type conn struct {
 	capped bool // limit applies
 	wrote  bool // some Write put bytes on the wire
 	reused bool
+	hd     *head // the block of the head just parsed in place, if it was
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -144,6 +145,7 @@ func (c *conn) Write(p []byte) (int, error) {
 func (c *conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
 
 func (c *conn) close() {
+	c.hd = nil
 	if c.br != nil {
 		c.br.Reset(nil)
 		readers.Put(c.br)
@@ -163,11 +165,20 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	trace := httptrace.ContextClientTrace(ctx)
 	sent := false
 	req := r
+	var first outcome // the failed first attempt, when retrying
 	for attempt := 0; ; attempt++ {
 		// A retry dials: the next idle connection may be as stale.
-		c, err := t.getConn(ctx, trace, attempt > 0)
+		c, err := t.getConn(ctx, trace, attempt > 0, replayable(req))
 		if err != nil {
 			closeBody(req.Body)
+			if sent {
+				// The request went out on the first connection, which
+				// broke: that is the failure to report (a dial error
+				// would read as "refused, nothing sent" to a pool that
+				// looks for its own dial error type). The retry's
+				// failure is only told.
+				return nil, &Error{Op: first.op, Sent: true, Err: fmt.Errorf("%w (a retry on a new connection failed too: %v)", first.err, ctxErr(ctx, err))}
+			}
 			return nil, &Error{Op: "dial", Sent: sent, Err: ctxErr(ctx, err)}
 		}
 		resp, x := t.exchange(ctx, c, req, trace)
@@ -181,6 +192,7 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 					req.Body.Close()
 				}
 				req = next
+				first = x
 				continue
 			}
 		}
@@ -251,6 +263,8 @@ func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trac
 		}
 	}
 
+	hd := c.hd
+	c.hd = nil
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if stop != nil && !stop() {
 			return fail(outcome{op: "read", err: ctx.Err(), gotByte: true})
@@ -263,13 +277,16 @@ func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trac
 	var b *body
 	switch {
 	case resp.Body != nil: // net/http read the head and framed the body
-		b = &body{rc: resp.Body}
+		b = hd.newBody(resp)
+		b.rc = resp.Body
 	case resp.ContentLength == 0:
 		resp.Body = http.NoBody
 	case resp.ContentLength > 0:
-		b = &body{remain: resp.ContentLength}
+		b = hd.newBody(resp)
+		b.remain = resp.ContentLength
 	default:
-		b = &body{chunks: httputil.NewChunkedReader(c.br), resp: resp}
+		b = hd.newBody(resp)
+		b.chunks, b.resp = httputil.NewChunkedReader(c.br), resp
 	}
 	if resp.Body == http.NoBody {
 		// HEAD, 204, 304, Content-Length: 0: done now, even if the
@@ -298,8 +315,9 @@ func (t *Transport) readHead(c *conn, r *http.Request, trace *httptrace.ClientTr
 		trace.GotFirstResponseByte()
 	}
 	for n := 0; ; n++ {
-		if resp, _, ok := parseHead(c.br, r); ok {
-			return resp, true, nil // Body nil: the caller frames it
+		if hd, ok := parseHeadBlock(c.br, r); ok {
+			c.hd = hd
+			return &hd.resp, true, nil // Body nil: the caller frames it, in hd.body
 		}
 		resp, err = http.ReadResponse(c.br, r)
 		if err != nil {
@@ -318,6 +336,15 @@ func (t *Transport) readHead(c *conn, r *http.Request, trace *httptrace.ClientTr
 			}
 		}
 	}
+}
+
+// newBody returns the body of resp: the one in hd when resp was parsed
+// into it, a new one otherwise.
+func (hd *head) newBody(resp *http.Response) *body {
+	if hd != nil && &hd.resp == resp {
+		return &hd.body
+	}
+	return new(body)
 }
 
 func isChunked(te []string) bool {
@@ -368,9 +395,31 @@ func (t *Transport) idleTimeout() time.Duration {
 	return DefaultIdleTimeout
 }
 
+// trustIdle is how long a connection can have been idle and still be
+// reused without the peek, for a request that can be sent again on a new
+// connection if this one turns out stale (see replayable). A backend closes
+// idle connections after seconds (its keep-alive timeout), so one put back
+// this recently is all but certainly open, and the peek is a system call
+// per request under load. A stale one costs the retry that RoundTrip makes
+// anyway.
+const trustIdle = 500 * time.Millisecond
+
+// replayable reports whether r could be retried after it was written to a
+// stale connection: an idempotent method (RFC 9110 section 9.2.2) and a
+// body that is empty or can be had again.
+func replayable(r *http.Request) bool {
+	switch r.Method {
+	case "", "GET", "HEAD", "OPTIONS":
+	default:
+		return false
+	}
+	return r.Body == nil || r.Body == http.NoBody || r.GetBody != nil
+}
+
 // getConn returns an idle connection that still looks open, or a new one;
-// only a new one when fresh.
-func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, fresh bool) (*conn, error) {
+// only a new one when fresh. When replayable, a connection idle for less
+// than trustIdle is not checked.
+func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, fresh, replayable bool) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -386,13 +435,14 @@ func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, f
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
-		if time.Since(c.idleAt) > timeout || (c.peek != nil && !c.peek()) {
+		idle := time.Since(c.idleAt)
+		if idle > timeout || (c.peek != nil && !(replayable && idle < trustIdle) && !c.peek()) {
 			c.close()
 			continue
 		}
 		c.reused, c.wrote = true, false
 		if trace != nil && trace.GotConn != nil {
-			trace.GotConn(httptrace.GotConnInfo{Conn: c.nc, Reused: true, WasIdle: true, IdleTime: time.Since(c.idleAt)})
+			trace.GotConn(httptrace.GotConnInfo{Conn: c.nc, Reused: true, WasIdle: true, IdleTime: idle})
 		}
 		return c, nil
 	}

@@ -1023,3 +1023,86 @@ func TestReverseProxy(t *testing.T) {
 		t.Errorf("backend accepted %d connections, want 1", got)
 	}
 }
+
+func TestRecentlyIdleGetRetriedWhenStale(t *testing.T) {
+	t.Parallel()
+	// As TestServerClosedIdle, but with GETs soon after: the peek is
+	// skipped for a connection idle under trustIdle, and the stale
+	// connection costs a retry on a new one, not an error.
+	s := newRawServer(t, func(n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(10 * time.Millisecond)
+	})
+	tr := newTransport(t, s.ln.Addr().String())
+	for i := range 3 {
+		if _, body := get(t, tr, s.url()); body != "ok" {
+			t.Errorf("GET %d: body %q", i, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := s.conns.Load(); got < 3 {
+		t.Errorf("server accepted %d connections, want at least 3", got)
+	}
+}
+
+func TestRequestTarget(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.RequestURI)
+	}))
+	tr := newTransport(t, b.Listener.Addr().String())
+	for _, target := range []string{"/", "/p?q=1&r", "/a%2Fb/c?x=%20", "/p?", "/caf%C3%A9"} {
+		req, err := http.NewRequest("GET", b.URL+target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, body := do(t, tr, req); body != target {
+			t.Errorf("sent %q, backend saw %q", target, body)
+		}
+	}
+	req, _ := http.NewRequest("GET", b.URL+"/", nil)
+	req.URL.RawQuery = "a b"
+	if _, err := tr.RoundTrip(req); err == nil {
+		t.Errorf("a space in the query was sent")
+	}
+}
+
+func TestCrashAfterWriteIsNotADialError(t *testing.T) {
+	t.Parallel()
+	// The backend answers once, then takes the next request and dies:
+	// its listener closes, so the retry's dial is refused. The error must
+	// say the request was sent, and must not look like a refused dial (a
+	// pool would try the request, perhaps the one that killed the
+	// backend, on another).
+	var s *rawServer
+	ready := make(chan struct{})
+	s = newRawServer(t, func(n int, c net.Conn) {
+		<-ready
+		br := bufio.NewReader(c)
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		s.ln.Close()
+	})
+	close(ready)
+	tr := newTransport(t, s.ln.Addr().String())
+	get(t, tr, s.url())
+	req, _ := http.NewRequest("GET", s.url()+"/crash", nil)
+	_, err := tr.RoundTrip(req)
+	var e *Error
+	if !errors.As(err, &e) || !e.Sent || e.Op == "dial" {
+		t.Fatalf("err = %#v, want *Error with Sent and the first attempt's Op", err)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		t.Errorf("err %v wraps the retry's dial error", err)
+	}
+}

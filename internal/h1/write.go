@@ -98,12 +98,26 @@ func writeRequest(bw *bufio.Writer, r *http.Request, trace *httptrace.ClientTrac
 	if method == "" {
 		method = "GET"
 	}
-	uri := r.URL.RequestURI()
+	// The target as URL.RequestURI makes it, without joining path and
+	// query into a new string for the common origin form.
+	var uri, query string
+	hasQuery := false
+	if u := r.URL; u.Opaque == "" {
+		uri = u.EscapedPath()
+		if uri == "" {
+			uri = "/"
+		}
+		if u.ForceQuery || u.RawQuery != "" {
+			query, hasQuery = u.RawQuery, true
+		}
+	} else {
+		uri = u.RequestURI()
+	}
 	if uri == "" {
 		uri = "/"
 	}
-	if strings.ContainsAny(uri, " \r\n") {
-		return false, fmt.Errorf("invalid request target %q", uri)
+	if strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(query, " \r\n") {
+		return false, fmt.Errorf("invalid request target %q", r.URL.RequestURI())
 	}
 	host := r.Host
 	if host == "" {
@@ -112,6 +126,10 @@ func writeRequest(bw *bufio.Writer, r *http.Request, trace *httptrace.ClientTrac
 	bw.WriteString(method)
 	bw.WriteByte(' ')
 	bw.WriteString(uri)
+	if hasQuery {
+		bw.WriteByte('?')
+		bw.WriteString(query)
+	}
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(host)
 	bw.WriteString("\r\n")

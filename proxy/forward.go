@@ -57,7 +57,7 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if body != nil {
 		defer body.Close()
 	}
-	upgrade := fw.rewrite(r, info, w.Header()["X-Request-Id"])
+	upgrade := fw.rewrite(w, r, info)
 	res, err := fw.pool.RoundTrip(r)
 	if err != nil {
 		fw.fail(w, r, err)
@@ -82,9 +82,9 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // and returns the protocol the client asked to upgrade to, if any. Only
 // gatehouse's own view counts for what the app learns about the client:
 // the client IP from trusted-proxy resolution, the scheme the client used,
-// the Host it asked for, the request id. idv is the response's
-// X-Request-Id value, shared when it holds the id.
-func (fw *forwarder) rewrite(r *http.Request, info *reqinfo.Info, idv []string) (upgrade string) {
+// the Host it asked for, the request id. Strings the front made already
+// (the client IP, the X-Request-Id value) are shared, not made again.
+func (fw *forwarder) rewrite(w http.ResponseWriter, r *http.Request, info *reqinfo.Info) (upgrade string) {
 	h := r.Header
 	upgrade = stripHopRequest(h)
 	// The client's Connection: close is about its own connection, not the
@@ -108,9 +108,14 @@ func (fw *forwarder) rewrite(r *http.Request, info *reqinfo.Info, idv []string) 
 	// One array for the values set below: one allocation, not four. Each
 	// slice has len == cap, so an append elsewhere copies.
 	vals := make([]string, 4)
+	rec, _ := frontWriter(w).(*recorder)
 	peer := "unix"
 	if info.Peer.Addr().IsValid() {
-		peer = info.Peer.Addr().String()
+		if info.ClientIP == info.Peer.Addr() && rec != nil {
+			peer = rec.clientIP(info)
+		} else {
+			peer = info.Peer.Addr().String()
+		}
 	}
 	// A trusted peer's chain is kept and extended; an untrusted peer's
 	// was deleted by the front, so the chain starts at the peer.
@@ -135,14 +140,17 @@ func (fw *forwarder) rewrite(r *http.Request, info *reqinfo.Info, idv []string) 
 		h["X-Forwarded-Host"] = vals[1:2:2]
 	}
 	if info.ClientIP.IsValid() {
-		if info.ClientIP == info.Peer.Addr() {
+		switch {
+		case info.ClientIP == info.Peer.Addr():
 			vals[2] = peer
-		} else {
+		case rec != nil:
+			vals[2] = rec.clientIP(info)
+		default:
 			vals[2] = info.ClientIP.String()
 		}
 		h["X-Real-Ip"] = vals[2:3:3]
 	}
-	if len(idv) == 1 && cap(idv) == 1 && idv[0] == info.ID {
+	if idv := w.Header()["X-Request-Id"]; len(idv) == 1 && cap(idv) == 1 && idv[0] == info.ID {
 		h["X-Request-Id"] = idv
 	} else {
 		h["X-Request-Id"] = []string{info.ID}
@@ -187,7 +195,6 @@ func (fw *forwarder) respond(w http.ResponseWriter, r *http.Request, res *http.R
 		// The head is out: all that is left is to cut the response
 		// short, so the client cannot take it for a whole one.
 		if err.client {
-			info.Reason = "client_closed"
 			fw.log.LogAttrs(r.Context(), slog.LevelDebug, "client left during the response", slog.String("request_id", info.ID), slog.Any("error", err.err))
 		} else {
 			fw.log.LogAttrs(r.Context(), slog.LevelWarn, "app response body failed", slog.String("request_id", info.ID),

@@ -135,9 +135,12 @@ func (o *observer) done(rec *recorder, r *http.Request, info *reqinfo.Info) {
 		// stand-in, not the client's words.
 		method, host, path = "-", "-", "-"
 	}
-	attrs := []slog.Attr{
+	// Room for every field on the stack: appending past a literal's
+	// length would move the slice to the heap.
+	var buf [14]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("request_id", info.ID),
-		slog.String("client_ip", addrString(info)),
+		slog.String("client_ip", rec.clientIP(info)),
 		slog.String("method", method),
 		slog.String("host", host),
 		slog.String("path", path),
@@ -146,7 +149,7 @@ func (o *observer) done(rec *recorder, r *http.Request, info *reqinfo.Info) {
 		slog.Int64("bytes", rec.bytes),
 		slog.Float64("duration", float64(d.Microseconds())/1e6),
 		slog.String("route", route),
-	}
+	)
 	if info.Upstream != "" {
 		attrs = append(attrs, slog.String("upstream", info.Upstream))
 	}

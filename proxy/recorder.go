@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
 // recorder is the ResponseWriter every handler behind the front writes
@@ -24,6 +26,16 @@ type recorder struct {
 	sendTO   time.Duration
 	hsts     string    // Strict-Transport-Security for HTTPS responses
 	deadline time.Time // the write deadline last set, zero for none
+	ip       string    // the client IP in text, once made (clientIP)
+}
+
+// clientIP is info.ClientIP in text ("unix" for none), made once per
+// request for X-Real-IP, X-Forwarded-For and the access log.
+func (r *recorder) clientIP(info *reqinfo.Info) string {
+	if r.ip == "" {
+		r.ip = addrString(info)
+	}
+	return r.ip
 }
 
 // init readies a recorder that is part of a larger per-request allocation

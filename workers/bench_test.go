@@ -1,10 +1,14 @@
 package workers
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -65,5 +69,65 @@ func BenchmarkParseHead(b *testing.B) {
 		if _, err := parseHead(h); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkWSGIRoundTrip measures gatehouse's side of app.wsgi per request
+// (admission, environ, framing, head parsing, reading the body whole,
+// keep-alive) against an in-process stand-in for the shim that answers
+// every request with a canned small JSON response, as Django's would be.
+func BenchmarkWSGIRoundTrip(b *testing.B) {
+	sock := filepath.Join(b.TempDir(), "shim.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	hd := head(":status", "200 OK", "Content-Type", "application/json", "X-Frame-Options", "DENY",
+		"Content-Length", "41", "X-Content-Type-Options", "nosniff", "Referrer-Policy", "same-origin")
+	answer := append(append(hd, frame(frameData, []byte(`{"hello": "world", "items": [0, 1, 2, 3]}`))...), frame(frameFinish, nil)...)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			// A request without a body: its Q frame, then E.
+			for _, want := range []byte{frameRequestQ, frameBodyEnd} {
+				typ, _, err := readFrame(br)
+				if err != nil || typ != want {
+					return
+				}
+			}
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
+		}
+	}()
+	p, err := New(Config{Upstreams: []string{"127.0.0.1:1"}}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	tr := newWSGITransport(sock, 1)
+	defer tr.CloseIdleConnections()
+	p.mu.Lock()
+	p.members[0].rt, p.members[0].host = tr, "localhost"
+	p.mu.Unlock()
+	ctx := reqinfo.With(context.Background(), &reqinfo.Info{ID: "b", Start: time.Now(), ClientIP: netip.MustParseAddr("203.0.113.9")})
+	req := httptest.NewRequest("GET", "http://example.com/json", nil).WithContext(ctx)
+	req.Header.Set("User-Agent", "wrk")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	req.RequestURI = ""
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := p.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }

@@ -175,7 +175,7 @@ func (p *Pool) Start(ctx context.Context) error {
 // RoundTrip sends r to a backend; see the package doc for the errors.
 func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 	info := reqinfo.From(r.Context())
-	if info != nil && !info.Start.IsZero() && r.Header != nil && r.Header.Get("X-Request-Start") == "" {
+	if p.kind != KindWSGI && info != nil && !info.Start.IsZero() && r.Header != nil && r.Header.Get("X-Request-Start") == "" {
 		// For APM tools (New Relic, Datadog, Scout): queue time as seen by
 		// the app is its own start minus this.
 		r.Header.Set("X-Request-Start", "t="+strconv.FormatInt(info.Start.UnixMicro(), 10))
@@ -287,9 +287,13 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	timeout, respBuf, spoolMax := p.cfg.Timeout.D(), p.respBuf, p.spoolMax
 	p.mu.Unlock()
 	ctx := r.Context()
-	if _, ok := m.rt.(*h1.Transport); !ok {
+	switch m.rt.(type) {
+	case *h1.Transport, *wsgiTransport:
 		// h1 reports in its errors whether anything was sent (h1.Error.Sent,
-		// read by unsent); other transports tell through the trace.
+		// read by unsent); the shim's transport returns a dialError only
+		// before the request is fully written. Other transports tell
+		// through the trace.
+	default:
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 			WroteHeaders: func() { sent.Store(true) },
 		})
@@ -387,10 +391,12 @@ func readBody(rc io.ReadCloser, n int64) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the response body: %w", err)
 	}
-	return &memBody{Reader: bytes.NewReader(buf)}, nil
+	mb := new(memBody)
+	mb.Reset(buf)
+	return mb, nil
 }
 
-type memBody struct{ *bytes.Reader }
+type memBody struct{ bytes.Reader }
 
 func (*memBody) Close() error { return nil }
 

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,10 @@ const (
 )
 
 var errProtocol = errors.New("workers: WSGI shim protocol error")
+
+// noBodyDone is the bodyDone of every request without a body: closed, so
+// it reads as "written, no error" at once, and allocated once.
+var noBodyDone = func() chan error { ch := make(chan error); close(ch); return ch }()
 
 // wsgiTransport speaks the framed protocol to one shim process over its
 // Unix socket, keeping up to maxIdle connections open between requests.
@@ -136,7 +141,6 @@ func (t *wsgiTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		closeBody(r)
 		return fail(err)
 	}
-	bodyDone := make(chan error, 1)
 	noBody := r.Body == nil || r.Body == http.NoBody
 	if noBody {
 		writeFrame(wc.bw, frameBodyEnd, nil)
@@ -148,12 +152,13 @@ func (t *wsgiTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		closeBody(r)
 		return fail(&dialError{err})
 	}
-	if noBody {
-		bodyDone <- nil
-	} else {
+	bodyDone := noBodyDone
+	if !noBody {
 		// The body goes on its own goroutine so that an app answering
 		// before reading all of it cannot deadlock the exchange.
-		go func() { bodyDone <- writeBody(wc.bw, r.Body) }()
+		ch := make(chan error, 1)
+		go func() { ch <- writeBody(wc.bw, r.Body) }()
+		bodyDone = ch
 	}
 	if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.WroteHeaders != nil {
 		trace.WroteHeaders()
@@ -208,10 +213,12 @@ func writeBody(bw *bufio.Writer, body io.ReadCloser) error {
 }
 
 func writeFrame(bw *bufio.Writer, typ byte, payload []byte) error {
-	var h [5]byte
-	h[0] = typ
-	binary.BigEndian.PutUint32(h[1:], uint32(len(payload)))
-	bw.Write(h[:])
+	n := uint32(len(payload))
+	bw.WriteByte(typ)
+	bw.WriteByte(byte(n >> 24))
+	bw.WriteByte(byte(n >> 16))
+	bw.WriteByte(byte(n >> 8))
+	bw.WriteByte(byte(n))
 	_, err := bw.Write(payload)
 	return err
 }
@@ -240,15 +247,16 @@ func readFrameInto(br *bufio.Reader, buf []byte) (byte, []byte, error) {
 }
 
 func readFrameHeader(br *bufio.Reader) (byte, int, error) {
-	var h [5]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
+	h, err := br.Peek(5)
+	if err != nil {
 		return 0, 0, unexpected(err)
 	}
-	n := binary.BigEndian.Uint32(h[1:])
+	typ, n := h[0], binary.BigEndian.Uint32(h[1:])
+	br.Discard(5)
 	if n > maxFrame {
 		return 0, 0, fmt.Errorf("%w: frame of %d bytes", errProtocol, n)
 	}
-	return h[0], int(n), nil
+	return typ, int(n), nil
 }
 
 func unexpected(err error) error {
@@ -258,16 +266,8 @@ func unexpected(err error) error {
 	return err
 }
 
-// appendPair encodes one key/value pair: uint16 key length, key, uint32
-// value length, value.
-func appendPair(b []byte, k, v string) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
-	b = append(b, k...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
-	return append(b, v...)
-}
-
-// decodePairs is appendPair's inverse; it rejects anything malformed.
+// decodePairs reads frame R's pairs (addEnv with pairs: uint16 key length,
+// key, uint32 value length, value); it rejects anything malformed.
 func decodePairs(p []byte, fn func(k, v []byte) error) error {
 	for len(p) > 0 {
 		if len(p) < 2 {
@@ -294,70 +294,98 @@ func decodePairs(p []byte, fn func(k, v []byte) error) error {
 
 // parseHead turns an H frame (NUL-separated ":status", status, then names
 // and values) into a response, refusing what would be unsafe to pass on
-// (bad names, control characters in values).
+// (bad names, control characters in values). The head becomes one string
+// that the status, names and values are slices of, and the values share
+// one backing array: a handful of allocations whatever the header count.
 func parseHead(p []byte) (*http.Response, error) {
-	resp := &http.Response{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, ContentLength: -1}
-	next := func() ([]byte, bool) {
-		if p == nil {
-			return nil, false
+	fields := bytes.Count(p, []byte{0}) + 1
+	if fields < 2 || fields%2 != 0 {
+		if fields < 2 {
+			return nil, fmt.Errorf("%w: head without status", errProtocol)
 		}
-		i := bytes.IndexByte(p, 0)
-		if i < 0 {
-			f := p
-			p = nil
-			return f, true
-		}
-		f := p[:i]
-		p = p[i+1:]
-		return f, true
+		return nil, fmt.Errorf("%w: header without value", errProtocol)
 	}
-	k, ok1 := next()
-	v, ok2 := next()
-	if !ok1 || !ok2 || string(k) != ":status" || len(v) < 3 {
+	h := string(p)
+	next := func() string {
+		i := strings.IndexByte(h, 0)
+		if i < 0 {
+			f := h
+			h = ""
+			return f
+		}
+		f := h[:i]
+		h = h[i+1:]
+		return f
+	}
+	if next() != ":status" {
 		return nil, fmt.Errorf("%w: head without status", errProtocol)
 	}
-	code, err := strconv.Atoi(string(v[:3]))
-	if err != nil || code < 100 || code > 999 || len(v) > 3 && v[3] != ' ' || !validHeaderValue(v) {
-		return nil, fmt.Errorf("%w: bad status %q", errProtocol, v)
+	status := next()
+	if len(status) < 3 || len(status) > 3 && status[3] != ' ' || !validHeaderValue(status) {
+		return nil, fmt.Errorf("%w: bad status %q", errProtocol, status)
 	}
-	resp.StatusCode, resp.Status = code, string(v)
-	for p != nil {
-		k, _ := next()
-		v, ok := next()
-		if !ok {
-			return nil, fmt.Errorf("%w: header %q without value", errProtocol, k)
+	code := 0
+	for _, c := range []byte(status[:3]) {
+		if c < '0' || c > '9' {
+			return nil, fmt.Errorf("%w: bad status %q", errProtocol, status)
 		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 100 {
+		return nil, fmt.Errorf("%w: bad status %q", errProtocol, status)
+	}
+	n := fields/2 - 1
+	header := make(http.Header, n)
+	values := make([]string, n)
+	for i := range n {
+		k, v := next(), next()
 		if !validHeaderName(k) || !validHeaderValue(v) {
 			return nil, fmt.Errorf("%w: invalid header %q", errProtocol, k)
 		}
-		resp.Header.Add(string(k), string(v))
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		if vs, ok := header[k]; ok {
+			header[k] = append(vs, v)
+			continue
+		}
+		values[i] = v
+		header[k] = values[i : i+1 : i+1]
 	}
-	if cl := resp.Header.Get("Content-Length"); cl != "" {
-		n, err := strconv.ParseInt(cl, 10, 64)
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("%w: bad Content-Length %q", errProtocol, cl)
+	resp := &http.Response{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, StatusCode: code, Status: status, Header: header, ContentLength: -1}
+	if vs := header["Content-Length"]; len(vs) > 0 {
+		n, err := strconv.ParseInt(vs[0], 10, 64)
+		if err != nil || n < 0 || len(vs) > 1 && !allEqual(vs) {
+			return nil, fmt.Errorf("%w: bad Content-Length %q", errProtocol, vs)
 		}
 		resp.ContentLength = n
 	}
 	return resp, nil
 }
 
-func validHeaderName(k []byte) bool {
-	if len(k) == 0 {
-		return false
-	}
-	for _, c := range k {
-		// RFC 9110 token characters.
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+func allEqual(vs []string) bool {
+	for _, v := range vs[1:] {
+		if v != vs[0] {
 			return false
 		}
 	}
 	return true
 }
 
-func validHeaderValue(v []byte) bool {
-	for _, c := range v {
-		if c < ' ' && c != '\t' || c == 0x7f {
+func validHeaderName(k string) bool {
+	if len(k) == 0 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		// RFC 9110 token characters.
+		if c := k[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false
 		}
 	}
@@ -372,7 +400,7 @@ type wsgiBody struct {
 	wc       *wsgiConn
 	ctx      context.Context
 	stop     func() bool
-	bodyDone chan error
+	bodyDone <-chan error
 	left     int // unread bytes of the current D frame
 	err      error
 	once     sync.Once
@@ -434,8 +462,17 @@ func (b *wsgiBody) finish(reuse bool) {
 			select {
 			case err := <-b.bodyDone:
 				reuse = err == nil
-			case <-time.After(time.Second):
-				reuse = false
+			default:
+				// The request body is still being written (the app
+				// answered without reading it all): wait a little.
+				t := time.NewTimer(time.Second)
+				select {
+				case err := <-b.bodyDone:
+					reuse = err == nil
+				case <-t.C:
+					reuse = false
+				}
+				t.Stop()
 			}
 		}
 		if reuse {
@@ -451,9 +488,9 @@ func (b *wsgiBody) finish(reuse bool) {
 // the path), when it falls back to length-prefixed pairs.
 func encodeEnviron(b []byte, r *http.Request) (byte, []byte) {
 	if strings.IndexByte(r.URL.Path, 0) < 0 && strings.IndexByte(r.Host, 0) < 0 && !headerHasNul(r.Header) {
-		return frameRequestQ, appendEnviron(b, r, appendNul)
+		return frameRequestQ, appendEnviron(b, r, false)
 	}
-	return frameRequest, appendEnviron(b, r, appendPair)
+	return frameRequest, appendEnviron(b, r, true)
 }
 
 func headerHasNul(h http.Header) bool {
@@ -470,8 +507,17 @@ func headerHasNul(h http.Header) bool {
 	return false
 }
 
-// appendNul appends "k\0v", with a separating NUL before it unless b is empty.
-func appendNul(b []byte, k, v string) []byte {
+// addEnv appends one key and value: with pairs, as a uint16 key length,
+// the key, a uint32 value length and the value (frame R); else as "k\0v", with a separating NUL before it unless b is empty
+// (frame Q). Keys and values may be strings or byte slices, so that keys
+// built in a scratch buffer need no string of their own.
+func addEnv[K, V ~string | ~[]byte](b []byte, pairs bool, k K, v V) []byte {
+	if pairs {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
+		b = append(b, k...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+		return append(b, v...)
+	}
 	if len(b) > 0 {
 		b = append(b, 0)
 	}
@@ -480,28 +526,32 @@ func appendNul(b []byte, k, v string) []byte {
 	return append(b, v...)
 }
 
+// appendNul appends "k\0v", with a separating NUL before it unless b is empty.
+func appendNul(b []byte, k, v string) []byte { return addEnv(b, false, k, v) }
+
 // appendEnviron encodes the PEP 3333 environ of r: CGI variables from the
 // request, REMOTE_ADDR and wsgi.url_scheme from what the front learned
-// (reqinfo), so the app needs no proxy-header trust of its own.
-//
-// add appends one key and value: appendPair (frame R) or appendNul (frame Q).
-func appendEnviron(b []byte, r *http.Request, add func(b []byte, k, v string) []byte) []byte {
+// (reqinfo), so the app needs no proxy-header trust of its own. With
+// pairs it is frame R's encoding, else frame Q's. It allocates nothing
+// beyond growing b, which the caller keeps for the next request.
+func appendEnviron(b []byte, r *http.Request, pairs bool) []byte {
 	info := reqinfo.From(r.Context())
 	scheme := "http"
-	remote := ""
+	var ipBuf [64]byte
+	remote := ipBuf[:0]
 	if info != nil {
 		if info.TLS {
 			scheme = "https"
 		}
 		if info.ClientIP.IsValid() {
-			remote = info.ClientIP.Unmap().String()
+			remote = info.ClientIP.Unmap().AppendTo(remote)
 		}
 	}
-	if remote == "" {
+	if len(remote) == 0 {
 		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			remote = ap.Addr().Unmap().String()
+			remote = ap.Addr().Unmap().AppendTo(remote)
 		} else {
-			remote = "127.0.0.1"
+			remote = append(remote, "127.0.0.1"...)
 		}
 	}
 	host := r.Host
@@ -509,8 +559,10 @@ func appendEnviron(b []byte, r *http.Request, add func(b []byte, k, v string) []
 		host = r.URL.Host
 	}
 	name, port := host, ""
-	if h, p, err := net.SplitHostPort(host); err == nil {
-		name, port = h, p
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, p, err := net.SplitHostPort(host); err == nil {
+			name, port = h, p
+		}
 	}
 	if port == "" {
 		port = "80"
@@ -522,23 +574,30 @@ func appendEnviron(b []byte, r *http.Request, add func(b []byte, k, v string) []
 	if path == "" {
 		path = "/"
 	}
-	b = add(b, "REQUEST_METHOD", r.Method)
-	b = add(b, "SCRIPT_NAME", "")
-	b = add(b, "PATH_INFO", path)
-	b = add(b, "QUERY_STRING", r.URL.RawQuery)
-	b = add(b, "RAW_URI", r.URL.RequestURI())
-	b = add(b, "SERVER_NAME", name)
-	b = add(b, "SERVER_PORT", port)
-	b = add(b, "SERVER_PROTOCOL", protoOf(r))
-	b = add(b, "REMOTE_ADDR", remote)
-	b = add(b, "wsgi.url_scheme", scheme)
+	b = addEnv(b, pairs, "REQUEST_METHOD", r.Method)
+	b = addEnv(b, pairs, "SCRIPT_NAME", "")
+	b = addEnv(b, pairs, "PATH_INFO", path)
+	b = addEnv(b, pairs, "QUERY_STRING", r.URL.RawQuery)
+	b = addEnv(b, pairs, "RAW_URI", r.URL.RequestURI())
+	b = addEnv(b, pairs, "SERVER_NAME", name)
+	b = addEnv(b, pairs, "SERVER_PORT", port)
+	b = addEnv(b, pairs, "SERVER_PROTOCOL", protoOf(r))
+	b = addEnv(b, pairs, "REMOTE_ADDR", remote)
+	b = addEnv(b, pairs, "wsgi.url_scheme", scheme)
 	if host != "" {
-		b = add(b, "HTTP_HOST", host)
+		b = addEnv(b, pairs, "HTTP_HOST", host)
 	}
+	var num [24]byte
 	if r.ContentLength > 0 || r.ContentLength == 0 && r.Body != nil && r.Body != http.NoBody {
-		b = add(b, "CONTENT_LENGTH", strconv.FormatInt(r.ContentLength, 10))
+		b = addEnv(b, pairs, "CONTENT_LENGTH", strconv.AppendInt(num[:0], r.ContentLength, 10))
 	}
-	var key []byte
+	if info != nil && !info.Start.IsZero() && r.Header.Get("X-Request-Start") == "" {
+		// For APM tools (New Relic, Datadog, Scout): queue time as seen by
+		// the app is its own start minus this. (Pool.RoundTrip adds the
+		// header for other backends; here it goes straight in.)
+		b = addEnv(b, pairs, "HTTP_X_REQUEST_START", strconv.AppendInt(append(num[:0], "t="...), info.Start.UnixMicro(), 10))
+	}
+	var keyBuf [64]byte
 	for k, vs := range r.Header {
 		switch k {
 		case "Host":
@@ -546,7 +605,7 @@ func appendEnviron(b []byte, r *http.Request, add func(b []byte, k, v string) []
 		case "Content-Length":
 			continue // from r.ContentLength, which the front verified
 		case "Content-Type":
-			b = add(b, "CONTENT_TYPE", vs[0])
+			b = addEnv(b, pairs, "CONTENT_TYPE", vs[0])
 			continue
 		}
 		// A name with "_" would collide with its "-" twin once mapped
@@ -555,7 +614,7 @@ func appendEnviron(b []byte, r *http.Request, add func(b []byte, k, v string) []
 		if strings.IndexByte(k, '_') >= 0 {
 			continue
 		}
-		key = append(key[:0], "HTTP_"...)
+		key := append(keyBuf[:0], "HTTP_"...)
 		for i := 0; i < len(k); i++ {
 			c := k[i]
 			switch {
@@ -566,11 +625,15 @@ func appendEnviron(b []byte, r *http.Request, add func(b []byte, k, v string) []
 			}
 			key = append(key, c)
 		}
+		if len(vs) == 1 {
+			b = addEnv(b, pairs, key, vs[0])
+			continue
+		}
 		sep := ", "
 		if k == "Cookie" {
 			sep = "; "
 		}
-		b = add(b, string(key), strings.Join(vs, sep))
+		b = addEnv(b, pairs, key, strings.Join(vs, sep))
 	}
 	return b
 }

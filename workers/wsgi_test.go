@@ -515,3 +515,26 @@ func TestWSGINulInPath(t *testing.T) {
 		t.Errorf("PATH_INFO = %q", env["path_utf8"])
 	}
 }
+
+func TestParseHeadDuplicates(t *testing.T) {
+	// Repeated headers keep every value, in order, without one header's
+	// values spilling into another's (they share a backing array).
+	resp, err := parseHead(head(":status", "200 OK", "Set-Cookie", "a=1", "Vary", "Cookie", "set-cookie", "b=2")[5:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Header.Add("Vary", "Accept")
+	if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "a=1" || got[1] != "b=2" {
+		t.Errorf("Set-Cookie = %q", got)
+	}
+	if got := resp.Header.Values("Vary"); len(got) != 2 || got[0] != "Cookie" || got[1] != "Accept" {
+		t.Errorf("Vary = %q", got)
+	}
+	// Two different lengths could desynchronise whoever reads the body.
+	if _, err := parseHead(head(":status", "200 OK", "Content-Length", "5", "Content-Length", "6")[5:]); err == nil {
+		t.Error("conflicting Content-Lengths accepted")
+	}
+	if resp, err := parseHead(head(":status", "200 OK", "Content-Length", "5", "Content-Length", "5")[5:]); err != nil || resp.ContentLength != 5 {
+		t.Errorf("repeated equal Content-Length: %v", err)
+	}
+}

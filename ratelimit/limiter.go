@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 	"hash/maphash"
 	"log/slog"
+	"math/bits"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"net/textproto"
@@ -18,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/reqinfo"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,7 +31,8 @@ type Options struct {
 	// Registerer receives the metrics. Nil: metrics are kept but not
 	// registered.
 	Registerer prometheus.Registerer
-	// Clock returns the current time. Nil: time.Now. Tests pass a fake.
+	// Clock returns the current time. Nil: the monotonic clock (read once
+	// per request). Tests pass a fake.
 	Clock func() time.Time
 }
 
@@ -39,8 +41,10 @@ type Options struct {
 type Limiter struct {
 	log     *slog.Logger
 	now     func() time.Time
-	fake    bool // Options.Clock was given: it wins over reqinfo's Start
+	fake    bool      // Options.Clock was given
+	base    time.Time // with its monotonic reading: clock counts from it
 	seed    maphash.Seed
+	ipKey   [3]uint64 // hashIP's secret
 	metrics *metrics
 	conc    *concurrency
 
@@ -120,8 +124,12 @@ func New(cfg Config, opts Options) (*Limiter, error) {
 	l := &Limiter{
 		log:  opts.Logger,
 		now:  opts.Clock,
+		base: time.Now(),
 		seed: maphash.MakeSeed(),
 		conc: newConcurrency(),
+	}
+	for i := range l.ipKey {
+		l.ipKey[i] = rand.Uint64() // the runtime's ChaCha8: unpredictable
 	}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -382,23 +390,25 @@ type check struct {
 	res    Result
 }
 
-// collect appends the buckets a request is counted in.
-func (st *state) collect(cs []check, l *Limiter, r *http.Request, ip netip.Addr, id identity) []check {
+// collect appends the buckets a request is counted in. ip is the masked
+// client address, ipHash its hash (hashIP).
+func (st *state) collect(cs []check, l *Limiter, r *http.Request, ip netip.Addr, ipHash uint64, id identity) []check {
 	if id.plan >= 0 {
-		cs = st.plan.add(cs, l, false, ip, id)
+		cs = st.plan.add(cs, l, false, ip, ipHash, id)
 	} else if st.ip != nil && st.cfg.Identify.Keyless == "ip" {
-		cs = st.ip.add(cs, l, true, ip, id)
+		cs = st.ip.add(cs, l, true, ip, ipHash, id)
 	}
 	for _, ru := range st.rules {
 		if ru.matches(r) {
-			cs = ru.pol.add(cs, l, ru.pol.byIP, ip, id)
+			cs = ru.pol.add(cs, l, ru.pol.byIP, ip, ipHash, id)
 		}
 	}
 	return cs
 }
 
-// add appends the bucket of this policy for a request, if it applies.
-func (p *policy) add(cs []check, l *Limiter, byIP bool, ip netip.Addr, id identity) []check {
+// add appends the bucket of this policy for a request, if it applies;
+// ipHash is the seeded hash of the masked client address.
+func (p *policy) add(cs []check, l *Limiter, byIP bool, ip netip.Addr, ipHash uint64, id identity) []check {
 	lp := p.limits[id.plan+1]
 	if lp.interval == 0 {
 		return cs
@@ -406,13 +416,17 @@ func (p *policy) add(cs []check, l *Limiter, byIP bool, ip netip.Addr, id identi
 	c := check{pol: p, params: lp}
 	if byIP || id.plan < 0 {
 		c.ip = ip
-		b := ip.As16()
-		c.hash = mix(maphash.Bytes(l.seed, b[:]), p.id)
+		c.hash = mix(ipHash, p.id)
 	} else {
 		c.sub = id.subject
 		c.hash = mix(maphash.String(l.seed, id.subject), p.id^0x5bd1e995)
 	}
 	return append(cs, c)
+}
+
+func wymix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
 }
 
 // mix combines a key hash with a policy id (the finaliser of SplitMix64),
@@ -427,38 +441,36 @@ func mix(h, id uint64) uint64 {
 	return x
 }
 
-// maskIP groups an address by the configured prefix.
-func (st *state) maskIP(a netip.Addr) netip.Addr {
-	if !a.IsValid() {
-		return netip.IPv6Unspecified()
+// clock is the instant a request is decided at, in nanoseconds: the
+// monotonic clock (one read, no time.Time arithmetic, and immune to steps
+// of the wall clock) counted from the wall time New ran at, or the fake
+// clock's time.
+func (l *Limiter) clock() int64 {
+	if l.fake {
+		return l.now().UnixNano()
 	}
-	a = a.Unmap()
-	bits := st.cfg.IPv6Prefix
-	if a.Is4() {
-		if st.cfg.IPv4Prefix == 32 {
-			return a
+	return l.base.UnixNano() + int64(time.Since(l.base))
+}
+
+// prefetch starts loading the memory buckets of cs, so that their cache
+// misses overlap the work done before decide (the clock read at least);
+// serve has started on the IP bucket already. With Redis the memory
+// buckets are only a fallback.
+func (st *state) prefetch(cs []check) {
+	if st.redis != nil {
+		return
+	}
+	for i := range cs {
+		if cs[i].pol != st.ip {
+			st.mem.prefetch(cs[i].hash)
 		}
-		bits = st.cfg.IPv4Prefix
 	}
-	p, err := a.WithZone("").Prefix(bits)
-	if err != nil {
-		return a
-	}
-	return p.Addr()
 }
 
-// arrival is the instant a request is decided at: when the front received
-// its head (reqinfo's Start, a clock read the front made anyway), or now.
-func (l *Limiter) arrival(info *reqinfo.Info) time.Time {
-	if info != nil && !l.fake && !info.Start.IsZero() {
-		return info.Start
-	}
-	return l.now()
-}
-
-// decide takes a token from every check, all or none. It returns false
-// when the request must be refused (with the checks' results filled in).
-func (l *Limiter) decide(ctx context.Context, st *state, cs []check, now time.Time) bool {
+// decide takes a token from every check, all or none, at now (from
+// clock). It returns false when the request must be refused (with the
+// checks' results filled in).
+func (l *Limiter) decide(ctx context.Context, st *state, cs []check, now int64) bool {
 	if len(cs) == 0 {
 		return true
 	}
@@ -479,7 +491,7 @@ func (l *Limiter) decide(ctx context.Context, st *state, cs []check, now time.Ti
 		}
 		// redisLocal: fall through to the memory buckets.
 	}
-	return takeMemory(st.mem, cs, now.UnixNano())
+	return takeMemory(st.mem, cs, now)
 }
 
 // takeMemory is the memory store's all-or-none decision: tokens taken from

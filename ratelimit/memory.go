@@ -1,21 +1,31 @@
 package ratelimit
 
 import (
-	"hash/maphash"
+	"math/bits"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
-// memoryStore keeps buckets in RAM: 64 shards, each an open-addressing
+// memoryStore keeps buckets in RAM: 16 shards, each an open-addressing
 // hash table guarded by its own mutex, so two requests contend only when
-// their keys land in the same shard. Keys are 64-bit hashes (maphash with
-// a per-process random seed), not strings: a bucket is one 16-byte slot
+// their keys land in the same shard. Keys are 64-bit hashes (keyed, with a
+// per-process random secret), not strings: a bucket is one 16-byte slot
 // (key, TAT) in a table kept at most 3/4 full, about 32 bytes a bucket,
 // one cache miss to find it and no allocation to build its key. Two
-// clients share a bucket only on a hash collision (about 2^-57 for a
-// pair), which an attacker cannot aim for without the seed.
+// clients share a bucket only on a hash collision (about 2^-59 for a
+// pair), which an attacker cannot aim for without the secret.
 //
-// Each shard holds at most max/64 buckets. A new key in a full shard takes
+// With a million buckets the table is 32 MiB, far larger than the CPU
+// caches, and a lookup is a miss to memory (about 120 ns on the
+// development VM). The middleware therefore computes the bucket's slot
+// first thing and prefetches it, then does its other work (the clock read,
+// identification) while the line is on its way; tables of 2 MiB and more
+// sit on huge pages (tables.go), so the miss does not walk page tables
+// too.
+//
+// Each shard holds at most max/16 buckets. A new key in a full shard takes
 // the slot of an idle bucket (one that is full again: forgetting it changes
 // nothing) or else of one not used since the clock hand last passed (the
 // CLOCK approximation of least recently used), looking at a bounded number
@@ -26,11 +36,15 @@ import (
 type memoryStore struct {
 	shards  [numShards]shard
 	evicted atomic.Uint64
+	off     *offHeap // the shards' mapped tables (see tables.go)
 }
 
 const (
-	numShards  = 64
-	shardShift = 58 // the top 6 bits of a hash pick the shard
+	// 16 shards keep contention low on the few cores a gateway has, and
+	// give each shard a table of 2 MiB, one huge page, at a million
+	// buckets.
+	numShards  = 16
+	shardShift = 60 // the top 4 bits of a hash pick the shard
 
 	// In a slot's key the top bit, which the shard already fixes, holds
 	// the CLOCK reference bit instead; 0 marks an empty slot.
@@ -43,24 +57,35 @@ type slot struct {
 	tat int64
 }
 
+// A shard is 64 bytes, one cache line, so that neighbouring shards' locks
+// do not share one.
 type shard struct {
 	mu    sync.Mutex
 	slots []slot // len is a power of two
 	n     int    // buckets held
 	max   int
 	hand  int
-	_     [16]byte // keep neighbouring shards' locks on separate cache lines
+	// view is slots for prefetch, which reads it without the lock: the
+	// address of the first slot (tables are aligned to at least 256
+	// bytes) with log2(len(slots)) in the low byte. An integer, not a
+	// pointer, so that a stale one (grow replaces it) keeps nothing alive
+	// and costs a useless prefetch, nothing more.
+	view atomic.Uint64
 }
 
 func newMemoryStore(maxKeys int) *memoryStore {
-	m := &memoryStore{}
+	m := &memoryStore{off: &offHeap{}}
 	per := max(maxKeys/numShards, 16)
 	for i := range m.shards {
 		m.shards[i].max = per
-		m.shards[i].slots = make([]slot, 16)
+		m.shards[i].setSlots(make([]slot, 16))
 	}
+	runtime.AddCleanup(m, (*offHeap).freeAll, m.off)
 	return m
 }
+
+// tableBytes is the memory the slot tables take outside the Go heap.
+func (m *memoryStore) tableBytes() int { return m.off.mappedBytes() }
 
 // Len returns the number of buckets held.
 func (m *memoryStore) Len() int {
@@ -72,6 +97,25 @@ func (m *memoryStore) Len() int {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+func (s *shard) setSlots(t []slot) {
+	s.slots = t
+	v := uint64(uintptr(unsafe.Pointer(&t[0])))
+	if v&0xff != 0 {
+		v = 0 // not aligned as expected: prefetch near address 0, harmlessly
+	}
+	s.view.Store(v | uint64(bits.Len(uint(len(t)))-1))
+}
+
+// prefetch starts loading the cache line where the bucket for h would be,
+// so that take finds it there. Called before other work (the clock read),
+// it lets a lookup in a table far larger than the CPU caches cost about
+// the miss or the other work, whichever is longer, instead of both.
+func (m *memoryStore) prefetch(h uint64) {
+	v := m.shards[h>>shardShift].view.Load()
+	i := slotKey(h) & (1<<(v&0xff) - 1)
+	prefetch(uintptr(v&^0xff + i*uint64(slotSize)))
 }
 
 // slotKey is a hash as stored in a slot (without the reference bit).
@@ -107,7 +151,7 @@ func (m *memoryStore) take(h uint64, now int64, p policyParams) Result {
 	} else if res.Allowed {
 		// A missing bucket is a full one, so it can only allow; a refusal
 		// never creates a slot.
-		if s.insert(key, newTat, now) {
+		if s.insert(key, newTat, now, m.off) {
 			m.evicted.Add(1)
 		}
 	}
@@ -128,7 +172,7 @@ func (m *memoryStore) refund(h uint64, p policyParams) {
 
 // insert adds a bucket for a key that is not in the shard, evicting one
 // when the shard is full; it reports whether a live bucket was evicted.
-func (s *shard) insert(key uint64, tat, now int64) (evictedLive bool) {
+func (s *shard) insert(key uint64, tat, now int64, off *offHeap) (evictedLive bool) {
 	// Sweep: drop the slot under the hand if it is idle.
 	if h := s.hand & (len(s.slots) - 1); s.slots[h].key != 0 && s.slots[h].tat <= now {
 		s.deleteAt(h)
@@ -139,7 +183,7 @@ func (s *shard) insert(key uint64, tat, now int64) (evictedLive bool) {
 		evictedLive = s.evict(now)
 	}
 	if (s.n+1)*4 > len(s.slots)*3 {
-		s.grow()
+		s.grow(off)
 	}
 	mask := len(s.slots) - 1
 	i := int(key) & mask
@@ -219,9 +263,9 @@ func (s *shard) deleteAt(i int) {
 }
 
 // grow doubles the table.
-func (s *shard) grow() {
+func (s *shard) grow(off *offHeap) {
 	old := s.slots
-	s.slots = make([]slot, 2*len(old))
+	s.setSlots(off.alloc(2 * len(old)))
 	mask := len(s.slots) - 1
 	for _, sl := range old {
 		if sl.key == 0 {
@@ -234,6 +278,5 @@ func (s *shard) grow() {
 		s.slots[i] = sl
 	}
 	s.hand = 0
+	off.free(old)
 }
-
-func hashBytes(l *Limiter, b []byte) uint64 { return maphash.Bytes(l.seed, b) }

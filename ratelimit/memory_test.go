@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestMemoryStoreMatchesModel runs random traffic through the store and a
@@ -80,5 +81,38 @@ func TestMemoryStoreCapAndClock(t *testing.T) {
 	}
 	if m.evicted.Load() == 0 {
 		t.Fatal("no evictions counted")
+	}
+}
+
+// TestMemoryStoreMappedTable fills one shard past 2 MiB of table, where
+// tables move out of the heap (tables.go): every bucket survives the move
+// and later growth, and the mapped bytes are counted.
+func TestMemoryStoreMappedTable(t *testing.T) {
+	m := newMemoryStore(numShards * 200_000)
+	p := policyParams{interval: int64(time.Second), burst: 1 << 20}
+	rng := rand.New(rand.NewPCG(7, 8))
+	// Shard 0 only: the top bits are zero.
+	keys := make([]uint64, 110_000)
+	for i := range keys {
+		keys[i] = rng.Uint64() >> 4
+		m.take(keys[i], 1, p)
+	}
+	if got, want := m.tableBytes(), 262144*slotSize; got != want {
+		t.Fatalf("mapped %d bytes, want %d (one table of 262144 slots)", got, want)
+	}
+	if v := m.shards[0].view.Load(); v&^0xff != uint64(uintptr(unsafe.Pointer(&m.shards[0].slots[0]))) || 1<<(v&0xff) != len(m.shards[0].slots) {
+		t.Fatalf("view %x does not describe the table", v)
+	}
+	for i, k := range keys {
+		if got := m.take(k, 1, p); got.Remaining != 1<<20-2 {
+			t.Fatalf("key %d: remaining %d, want %d (its first token gone)", i, got.Remaining, 1<<20-2)
+		}
+	}
+	if n := m.Len(); n != len(keys) {
+		t.Fatalf("Len %d, want %d", n, len(keys))
+	}
+	m.off.freeAll()
+	if m.tableBytes() != 0 {
+		t.Fatal("freeAll left mapped bytes")
 	}
 }

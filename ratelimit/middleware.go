@@ -36,6 +36,12 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		ip = ap.Addr()
 	}
 	ip = st.maskIP(ip)
+	ipHash := l.hashIP(ip)
+	// Most requests are counted in their IP bucket: start loading it
+	// before anything else (see prefetch).
+	if st.ip != nil && st.redis == nil {
+		st.mem.prefetch(mix(ipHash, st.ip.id))
+	}
 
 	id, err := st.identify(r)
 	if err == nil && id.plan < 0 && st.cfg.Identify.Keyless == "refuse" {
@@ -46,8 +52,8 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		// that guessing keys is as slow as any other abuse.
 		if st.ip != nil && !st.cfg.DryRun {
 			var buf [1]check
-			cs := st.ip.add(buf[:0], l, true, ip, identity{plan: -1})
-			if !l.decide(r.Context(), st, cs, l.arrival(info)) {
+			cs := st.ip.add(buf[:0], l, true, ip, ipHash, identity{plan: -1})
+			if !l.decide(r.Context(), st, cs, l.clock()) {
 				l.count(cs, -1, false, false)
 				if info != nil {
 					info.Reason = "rate_limited"
@@ -67,6 +73,12 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		info.Plan = st.plans[id.plan]
 	}
 
+	// The buckets first, so that their cache lines load while the
+	// concurrency cap and the clock are read.
+	var buf [maxChecks]check
+	cs := st.collect(buf[:0], l, r, ip, ipHash, id)
+	st.prefetch(cs)
+
 	if limit := st.cfg.MaxConcurrentPerIP; limit > 0 {
 		if !l.conc.acquire(ip, limit) {
 			l.metrics.concurrency.Inc()
@@ -83,9 +95,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		}
 	}
 
-	var buf [maxChecks]check
-	cs := st.collect(buf[:0], l, r, ip, id)
-	ok := l.decide(r.Context(), st, cs, l.arrival(info))
+	ok := l.decide(r.Context(), st, cs, l.clock())
 	l.count(cs, id.plan, ok, st.cfg.DryRun)
 	if !ok && st.cfg.DryRun {
 		l.logDryRun(r, info, limitingPolicy(cs), planName(st, id.plan))

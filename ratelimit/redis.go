@@ -124,10 +124,10 @@ func (s *redisStore) key(c *check) string {
 }
 
 // take decides the checks in Redis, or says what to do instead.
-func (s *redisStore) take(ctx context.Context, cs []check, now time.Time) redisOutcome {
+func (s *redisStore) take(ctx context.Context, cs []check, now int64) redisOutcome {
 	if s.down.Load() {
 		next := s.nextTry.Load()
-		if now.UnixNano() < next || !s.nextTry.CompareAndSwap(next, now.Add(s.retry).UnixNano()) {
+		if now < next || !s.nextTry.CompareAndSwap(next, now+int64(s.retry)) {
 			return s.fallback()
 		}
 		// This request probes Redis.
@@ -150,7 +150,7 @@ func (s *redisStore) take(ctx context.Context, cs []check, now time.Time) redisO
 			return s.fallback()
 		}
 		s.metrics.redisErrors.Inc()
-		s.nextTry.Store(now.Add(s.retry).UnixNano())
+		s.nextTry.Store(now + int64(s.retry))
 		if !s.down.Swap(true) {
 			s.metrics.redisDown.Set(1)
 			s.log.Error("redis unreachable; rate limits fall back until it returns",

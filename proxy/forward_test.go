@@ -2,14 +2,19 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/h1"
+	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
 // startRawServer runs a loopback server that answers every request head
@@ -246,5 +251,66 @@ func TestSmallResponseKeepsItsLength(t *testing.T) {
 	// Not flushed early: the client gets a Content-Length, not chunks.
 	if res.ContentLength != int64(len(body)) || len(res.TransferEncoding) != 0 {
 		t.Errorf("length %d, transfer-encoding %v for a %d-byte body", res.ContentLength, res.TransferEncoding, len(body))
+	}
+}
+
+func TestExchangeIsTheRequestContext(t *testing.T) {
+	t.Parallel()
+	type other struct{}
+	parent := context.WithValue(context.Background(), other{}, "kept")
+	x := &exchange{Context: parent}
+	if got := reqinfo.From(x); got != &x.info {
+		t.Fatalf("reqinfo.From(exchange) = %p, want its own record %p", got, &x.info)
+	}
+	if x.Value(other{}) != "kept" {
+		t.Errorf("the server's context values are lost")
+	}
+	if _, ok := x.Value(h1.InformationalKey{}).(h1.Informational); !ok {
+		t.Errorf("no 1xx hook for h1")
+	}
+}
+
+func TestEarlyHintsPassThrough(t *testing.T) {
+	t.Parallel()
+	backend := startRawServer(t, func(string) string {
+		return "HTTP/1.1 100 Continue\r\n\r\n" +
+			"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-App: final\r\n\r\nok\n"
+	})
+	// The h1 transport, which the upstream pool uses, tells the front of
+	// 1xx responses through the request's context.
+	s := serveOptions(t, Options{
+		Config: testConfig(nil),
+		Pool:   benchPool(t, strings.TrimPrefix(backend.URL, "http://")),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	c, err := net.Dial("tcp", s.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(c, "GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	hint, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hint.StatusCode != 103 || hint.Header.Get("Link") != "</app.css>; rel=preload" {
+		t.Fatalf("first response %d %v, want 103 with the Link", hint.StatusCode, hint.Header)
+	}
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || string(body) != "ok\n" || res.Header.Get("X-App") != "final" {
+		t.Fatalf("final response %d %q %v", res.StatusCode, body, res.Header)
+	}
+	if res.Header.Get("Link") != "" {
+		t.Errorf("the hint's Link stayed on the final response")
+	}
+	if res.Header.Get("X-Request-Id") == "" {
+		t.Errorf("the final response lost the front's X-Request-Id")
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/h1"
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
@@ -117,17 +119,69 @@ var spoofable = []string{
 }
 
 // exchange is what the front keeps per request, in one allocation: the
-// record the later stages read from the context, and the writer every
-// handler behind the front writes to.
+// record the later stages read from the context, the writer every handler
+// behind the front writes to, and the request's context itself, which
+// answers reqinfo's key with the record (instead of a context.WithValue
+// node per request) and internal/h1's InformationalKey with the exchange,
+// so 1xx responses from the app reach the client (see Informational).
 type exchange struct {
-	info reqinfo.Info
-	rec  recorder
-	id   [1]string // X-Request-Id's value, shared by the request and the response
+	context.Context // the server's context for the request
+	info            reqinfo.Info
+	rec             recorder
+	id              [1]string // X-Request-Id's value, shared by the request and the response
+}
+
+// infoKey is the key reqinfo.From looks up, learnt once by asking a
+// context that records it: reqinfo keeps its key type unexported, as it
+// should, and exchange.Value must recognise it.
+var infoKey = func() any {
+	var spy keySpy
+	reqinfo.From(&spy)
+	return spy.key
+}()
+
+type keySpy struct {
+	context.Context
+	key any
+}
+
+func (s *keySpy) Value(k any) any { s.key = k; return nil }
+
+// Value makes the exchange the request's context.
+func (x *exchange) Value(k any) any {
+	switch k {
+	case infoKey:
+		return &x.info
+	case h1.InformationalKey{}:
+		return x
+	}
+	return x.Context.Value(k)
+}
+
+// Informational passes a 1xx response from the app (103 Early Hints) to
+// the client, with its own header fields, which then leave the response
+// header again. 100 Continue is not passed: the server answered the
+// client's Expect itself when the forwarder read the body.
+func (x *exchange) Informational(code int, h http.Header) error {
+	if code == http.StatusContinue || x.rec.status != 0 {
+		return nil
+	}
+	dst := x.rec.Header()
+	before := dst.Clone()
+	for k, vv := range h {
+		if !isHopHeader(k) {
+			dst[k] = vv
+		}
+	}
+	x.rec.WriteHeader(code)
+	clear(dst)
+	maps.Copy(dst, before)
+	return nil
 }
 
 // ServeHTTP runs the request flow documented in doc.go.
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	x := &exchange{info: reqinfo.Info{Start: time.Now()}}
+	x := &exchange{Context: r.Context(), info: reqinfo.Info{Start: time.Now()}}
 	info, rec := &x.info, &x.rec
 	rec.init(w, f)
 	f.obs.start()
@@ -185,7 +239,7 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	r = r.WithContext(reqinfo.With(r.Context(), info))
+	r = r.WithContext(x) // the context that carries info; see exchange
 
 	if f.static != nil {
 		if h, ok := f.static.Match(r.URL.Path); ok {

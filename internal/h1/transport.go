@@ -61,6 +61,20 @@ type Transport struct {
 	closed int // generation: CloseIdleConnections bumps it
 }
 
+// InformationalKey is the context key under which a caller can put an
+// Informational to be told of the 1xx responses (103 Early Hints) that
+// precede the final one, without the allocations a per-request
+// httptrace.ClientTrace costs: the context is only asked when a 1xx
+// arrives. A ClientTrace with Got1xxResponse, when there is one, is used
+// instead.
+type InformationalKey struct{}
+
+// Informational receives 1xx responses other than 101. An error aborts the
+// exchange.
+type Informational interface {
+	Informational(code int, header http.Header) error
+}
+
 // Error is the error of a failed exchange. Op is "dial", "write", "read"
 // (the response head) or "read body".
 type Error struct {
@@ -332,6 +346,10 @@ func (t *Transport) readHead(c *conn, r *http.Request, trace *httptrace.ClientTr
 		}
 		if trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, true, err
+			}
+		} else if hook, ok := r.Context().Value(InformationalKey{}).(Informational); ok {
+			if err := hook.Informational(code, resp.Header); err != nil {
 				return nil, true, err
 			}
 		}

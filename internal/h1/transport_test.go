@@ -513,10 +513,26 @@ func TestInformational(t *testing.T) {
 	if body != "ok" {
 		t.Errorf("got %q", body)
 	}
+	var hook informationalFunc = func(code int, h http.Header) error {
+		got = append(got, fmt.Sprintf("%d %s", code, h["Link"]))
+		return nil
+	}
+	got = nil
+	req, _ = http.NewRequestWithContext(context.WithValue(context.Background(), InformationalKey{}, hook), "GET", s.url(), nil)
+	if _, body = do(t, tr, req); body != "ok" {
+		t.Errorf("got %q", body)
+	}
+	if want := "[100 [] 103 [</a.css>; rel=preload]]"; fmt.Sprint(got) != want {
+		t.Errorf("1xx seen by the context hook %v, want %s", got, want)
+	}
 	if n := s.conns.Load(); n != 1 {
 		t.Errorf("server accepted %d connections, want 1", n)
 	}
 }
+
+type informationalFunc func(code int, h http.Header) error
+
+func (f informationalFunc) Informational(code int, h http.Header) error { return f(code, h) }
 
 func TestHeaderTooLarge(t *testing.T) {
 	t.Parallel()

@@ -1,0 +1,778 @@
+package h1srv
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Connection states, for Shutdown: only an idle connection may be closed
+// under a client's feet.
+const (
+	stateIdle   int32 = iota // waiting for a request (the first one too)
+	stateActive              // reading a request or serving it
+	stateHijacked
+	stateClosed
+)
+
+const (
+	readBufSize  = 4 << 10
+	writeBufSize = 8 << 10
+)
+
+// Read and write buffers are taken when there is something to read or to
+// write and given back when the connection goes idle, so that 10,000
+// idle keep-alive connections hold none.
+var (
+	readBufs  = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+	writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
+)
+
+// ReadWaiter is a connection that can block until input is ready without
+// reading it (and so without a buffer). The server asks conns that
+// implement it, and plain sockets (syscall.Conn), before taking a read
+// buffer for the next request. A wrapper that holds bytes of its own
+// returns at once when it has some.
+type ReadWaiter interface {
+	WaitRead() error
+}
+
+// conn is one client connection. Everything per request is kept here and
+// reset between requests, so a steady keep-alive request costs few
+// allocations.
+type conn struct {
+	srv      *Server
+	nc       net.Conn
+	ctx      context.Context
+	remote   string
+	tlsState *tls.ConnectionState
+	waiter   ReadWaiter   // nil: the read waits, holding a buffer
+	sc       syscall.Conn // when nc is itself a socket
+	state    atomic.Int32
+	broken   atomic.Bool // framing or I/O failure: close after this response
+
+	rbuf       []byte // nil while idle
+	rpos, rend int    // unread input is rbuf[rpos:rend]
+
+	out     []byte // response bytes not yet written; nil while empty
+	outMark int    // where the current response starts in out
+
+	head head
+	hdr  http.Header
+	vals []string
+	url  url.URL
+	tmpl http.Request
+	resp response
+
+	// Guarded by mu: the state shared with the close watcher and Hijack.
+	mu        sync.Mutex
+	handling  bool // the handler runs
+	bodyDone  bool // the request body was read to its end (or there is none)
+	watchDue  bool // CloseCheckDelay has passed
+	watching  bool
+	aborting  bool          // the server stopped the watch itself
+	watchEnd  chan struct{} // closed when the watch goroutine returns
+	gone      bool          // the watch saw the client leave
+	cancel    context.CancelFunc
+	timer     *time.Timer
+	hijacked  bool
+	readDLSet bool // a read deadline may be set
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), hdr: make(http.Header, 16)}
+	switch x := nc.(type) {
+	case ReadWaiter:
+		c.waiter = x
+	case *net.TCPConn, *net.UnixConn:
+		c.sc = x.(syscall.Conn)
+	}
+	c.resp.c = c
+	c.resp.hdr = make(http.Header, 16)
+	return c
+}
+
+type connectionStater interface {
+	ConnectionState() tls.ConnectionState
+}
+
+func (c *conn) serve() {
+	s := c.srv
+	defer func() {
+		if p := recover(); p != nil {
+			// A bug in this package, not in a handler (those are caught
+			// per request): log it and drop the connection, not the process.
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			s.logger().Error("h1srv: panic serving connection", "remote_addr", c.remote, "panic", p, "stack", string(buf))
+		}
+		if c.state.Load() != stateHijacked {
+			c.nc.Close()
+		}
+		c.releaseRead()
+		c.releaseOut()
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		s.trackConn(c, false)
+	}()
+	if s.ReadHeaderTimeout > 0 {
+		c.setReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			return
+		}
+	}
+	if cs, ok := c.nc.(connectionStater); ok {
+		st := cs.ConnectionState()
+		if st.HandshakeComplete {
+			c.tlsState = &st
+		}
+	}
+	first := true
+	for c.serveOne(first) {
+		first = false
+	}
+}
+
+// serveOne reads and answers one request and reports whether the
+// connection may carry another.
+func (c *conn) serveOne(first bool) bool {
+	s := c.srv
+	if c.rpos == c.rend {
+		// Nothing buffered: send what is pending, give the buffers back,
+		// and wait for the client.
+		if c.flush() != nil {
+			return false
+		}
+		c.releaseRead()
+		c.releaseOut()
+		c.state.Store(stateIdle)
+		if s.closing.Load() {
+			return false
+		}
+		if !first {
+			if d := s.idleTimeout(); d > 0 {
+				c.setReadDeadline(time.Now().Add(d))
+			} else if c.readDLSet {
+				c.setReadDeadline(time.Time{})
+			}
+		}
+		if c.waitRead() != nil {
+			return false
+		}
+		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			return false // Shutdown closed it
+		}
+		if !first && s.ReadHeaderTimeout > 0 {
+			c.setReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+		}
+		if c.fill() != nil {
+			return false
+		}
+	} else {
+		c.state.Store(stateActive)
+		if s.ReadHeaderTimeout > 0 {
+			c.setReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+		} else if c.readDLSet {
+			c.setReadDeadline(time.Time{})
+		}
+	}
+
+	// Find the end of the head, reading more as needed.
+	max := s.maxHeaderBytes()
+	scan := 0
+	var end int
+	for {
+		buf := c.rbuf[c.rpos:c.rend]
+		if n := skipEmptyLines(buf); n > 0 {
+			c.rpos += n
+			buf = buf[n:]
+			scan = 0
+		}
+		if len(buf) > 0 {
+			end, scan = findHeadEnd(buf, scan)
+			if end >= 0 {
+				break
+			}
+		}
+		if len(buf) > max {
+			c.reject(errTooLarge)
+			return false
+		}
+		if err := c.fill(); err != nil {
+			if len(buf) > 0 && !isTimeout(err) && err != io.EOF {
+				return false
+			}
+			if len(buf) > 0 && isTimeout(err) {
+				c.reject(&parseError{http.StatusRequestTimeout, "request head timeout"})
+			}
+			return false
+		}
+	}
+	if end > max {
+		c.reject(errTooLarge)
+		return false
+	}
+	raw := c.rbuf[c.rpos : c.rpos+end]
+	if perr := parseHead(raw, &c.head); perr != nil {
+		c.reject(perr)
+		return false
+	}
+	c.rpos += end
+	// One allocation for the whole head: every string below is a slice
+	// of it.
+	hs := string(raw)
+	req, perr := c.buildRequest(hs)
+	if perr != nil {
+		c.reject(perr)
+		return false
+	}
+	return c.handle(req)
+}
+
+var chunkedTE = []string{"chunked"}
+
+// buildRequest fills the connection's request template from the parsed
+// head hs.
+func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
+	h := &c.head
+	hdr := c.hdr
+	clear(hdr)
+	if cap(c.vals) < len(h.fields) {
+		c.vals = make([]string, 0, len(h.fields)+8)
+	}
+	vals := c.vals[:0]
+	var (
+		host                      string
+		hosts, lengths, encodings int
+		cl                        int64
+		clStr                     string
+		conClose, conKeep, expect bool
+		hasTrailer                bool
+	)
+	for _, f := range h.fields {
+		key, val := hs[f.ns:f.ne], hs[f.vs:f.ve]
+		switch key {
+		case "Host":
+			hosts++
+			host = val
+			continue // net/http keeps it in Request.Host only
+		case "Content-Length":
+			if lengths > 0 && val != clStr {
+				return nil, &parseError{http.StatusBadRequest, "conflicting Content-Length"}
+			}
+			n, ok := parseContentLength(val)
+			if !ok {
+				return nil, &parseError{http.StatusBadRequest, "bad Content-Length"}
+			}
+			lengths++
+			cl, clStr = n, val
+			if lengths > 1 {
+				continue
+			}
+		case "Transfer-Encoding":
+			encodings++
+			if !equalFold(val, "chunked") {
+				if isTokenString(val) {
+					return nil, &parseError{http.StatusNotImplemented, "unsupported Transfer-Encoding"}
+				}
+				return nil, &parseError{http.StatusBadRequest, "bad Transfer-Encoding"}
+			}
+			continue // as net/http: Request.TransferEncoding instead
+		case "Connection":
+			conClose = conClose || hasToken(val, "close")
+			conKeep = conKeep || hasToken(val, "keep-alive")
+		case "Expect":
+			if !equalFold(val, "100-continue") {
+				return nil, &parseError{http.StatusExpectationFailed, "unsupported Expect"}
+			}
+			expect = h.minor == 1
+		case "Trailer":
+			hasTrailer = true
+		}
+		if old, ok := hdr[key]; ok {
+			hdr[key] = append(old, val)
+			continue
+		}
+		vals = append(vals, val)
+		hdr[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	c.vals = vals[:0]
+	switch {
+	case hosts == 0 && h.minor == 1:
+		return nil, &parseError{http.StatusBadRequest, "missing Host"}
+	case hosts > 1:
+		return nil, &parseError{http.StatusBadRequest, "duplicate Host"}
+	case encodings > 1:
+		return nil, &parseError{http.StatusBadRequest, "duplicate Transfer-Encoding"}
+	case encodings > 0 && (lengths > 0 || h.minor == 0):
+		// RFC 9112 6.1 and 6.3: the shapes request smuggling uses.
+		return nil, &parseError{http.StatusBadRequest, "Transfer-Encoding with Content-Length or in HTTP/1.0"}
+	}
+
+	r := &c.tmpl
+	*r = http.Request{}
+	r.Method = internMethod(hs[h.method[0]:h.method[1]])
+	target := hs[h.target[0]:h.target[1]]
+	r.RequestURI = target
+	c.url = url.URL{}
+	switch {
+	case fastPath(target):
+		path, query := target, ""
+		if i := indexByteString(target, '?'); i >= 0 {
+			path, query = target[:i], target[i+1:]
+			c.url.ForceQuery = query == ""
+		}
+		c.url.Path, c.url.RawQuery = path, query
+	case target == "*":
+		c.url.Path = "*"
+	default:
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			return nil, &parseError{http.StatusBadRequest, "bad request target"}
+		}
+		c.url = *u
+		if u.Host != "" {
+			host = u.Host // absolute-form overrides Host (RFC 9112 3.2.2)
+		}
+	}
+	r.URL = &c.url
+	if h.minor == 1 {
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+		r.Close = conClose
+	} else {
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
+		r.Close = conClose || !conKeep
+	}
+	r.Header = hdr
+	r.Host = host
+	r.RemoteAddr = c.remote
+	r.TLS = c.tlsState
+	r.Body = http.NoBody
+	switch {
+	case encodings > 0:
+		r.ContentLength = -1
+		r.TransferEncoding = chunkedTE
+		b := &body{c: c, chunked: true, expect: expect}
+		if hasTrailer {
+			b.declareTrailers(hdr)
+			r.Trailer = b.trailer
+		}
+		r.Body = b
+	case cl > 0:
+		r.ContentLength = cl
+		r.Body = &body{c: c, remaining: cl, expect: expect}
+	}
+	return r, nil
+}
+
+// fastPath reports whether target is an origin-form target that
+// url.ParseRequestURI would split at '?' and leave as it is: no escapes,
+// nothing that URL.EscapedPath would re-escape.
+func fastPath(t string) bool {
+	if len(t) == 0 || t[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		ch := t[i]
+		if ch == '?' {
+			return true // the query is taken raw
+		}
+		if !pathSafe[ch] {
+			return false
+		}
+	}
+	return true
+}
+
+var pathSafe = func() (t [256]bool) {
+	for ch := '0'; ch <= '9'; ch++ {
+		t[ch] = true
+	}
+	for ch := 'a'; ch <= 'z'; ch++ {
+		t[ch] = true
+		t[ch-'a'+'A'] = true
+	}
+	for _, ch := range "-_.~$&+,/:;=@" {
+		t[ch] = true
+	}
+	return t
+}()
+
+func internMethod(m string) string {
+	switch m {
+	case "GET":
+		return http.MethodGet
+	case "POST":
+		return http.MethodPost
+	case "HEAD":
+		return http.MethodHead
+	case "PUT":
+		return http.MethodPut
+	case "DELETE":
+		return http.MethodDelete
+	case "OPTIONS":
+		return http.MethodOptions
+	case "PATCH":
+		return http.MethodPatch
+	}
+	return m
+}
+
+// handle runs the handler for req and finishes its response; it reports
+// whether the connection may carry another request.
+func (c *conn) handle(tmpl *http.Request) bool {
+	s := c.srv
+	b, _ := tmpl.Body.(*body)
+	if b != nil {
+		// Body reads must not write (the handler may be writing on
+		// another goroutine), so earlier pipelined answers go out now.
+		if c.flush() != nil {
+			return false
+		}
+	}
+	if c.readDLSet {
+		// The head is in; the body and the handler have their own
+		// bounds (net/http clears the header deadline here too).
+		c.setReadDeadline(time.Time{})
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	r := tmpl.WithContext(ctx)
+	if b != nil {
+		b.req = r
+	}
+	w := &c.resp
+	w.reset(r, b)
+	if s.WriteTimeout > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+	}
+	c.outMark = len(c.out)
+
+	c.mu.Lock()
+	c.handling, c.bodyDone, c.watchDue, c.gone = true, b == nil, false, false
+	c.broken.Store(false)
+	c.cancel = cancel
+	c.mu.Unlock()
+	if d := s.CloseCheckDelay; d >= 0 {
+		if d == 0 {
+			d = defaultCloseDelay
+		}
+		if c.timer == nil {
+			c.timer = time.AfterFunc(d, c.watchTimer)
+		} else {
+			c.timer.Reset(d)
+		}
+	}
+
+	panicked := c.runHandler(w, r)
+
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Lock()
+	c.handling = false
+	hijacked := c.hijacked
+	c.mu.Unlock()
+	c.stopWatch()
+	cancel()
+	if hijacked {
+		return false
+	}
+	if panicked {
+		// Send the responses before this one, not this one's part.
+		c.out = c.out[:c.outMark]
+		_ = c.flush()
+		return false
+	}
+	if !w.finish() {
+		_ = c.flush()
+		return false
+	}
+	keep := !w.closeAfter && !r.Close && !c.broken.Load() && !c.gone && !s.closing.Load()
+	if b != nil && !b.finished() {
+		// The handler left part of the body: answer first (the client
+		// may wait for it), then read the rest away if it is short.
+		if c.flush() != nil {
+			return false
+		}
+		if !keep || !b.drain(s.maxDrain()) {
+			c.lingerClose()
+			return false
+		}
+	}
+	if !keep {
+		if c.flush() != nil {
+			return false
+		}
+		c.lingerClose()
+		return false
+	}
+	if c.rpos == c.rend || len(c.out) >= writeBufSize {
+		// Flush once per pipelined batch: when no further request is
+		// already buffered.
+		if c.flush() != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *conn) runHandler(w *response, r *http.Request) (panicked bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = true
+			if p == http.ErrAbortHandler {
+				return
+			}
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.srv.logger().Error("h1srv: panic serving request", "remote_addr", c.remote,
+				"method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(buf))
+		}
+	}()
+	c.srv.Handler.ServeHTTP(w, r)
+	return false
+}
+
+// reject answers a request the parser refused and leaves the connection
+// to be closed.
+func (c *conn) reject(e *parseError) {
+	msg := http.StatusText(e.status)
+	c.out = c.out[:c.outMark]
+	c.appendOut("HTTP/1.1 ")
+	c.out = appendStatusLine(c.out, e.status)
+	c.appendOut("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ")
+	c.out = appendInt(c.out, int64(len(msg)+1))
+	c.appendOut("\r\n\r\n")
+	c.appendOut(msg)
+	c.appendOut("\n")
+	if c.flush() == nil {
+		c.lingerClose()
+	}
+}
+
+// lingerClose closes after the client has had time to read the answer:
+// closing a socket with unread input makes the kernel send a reset, which
+// can destroy the response before the client reads it (golang.org/issue/3595,
+// nginx's lingering_close).
+func (c *conn) lingerClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			_ = c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if c.rbuf == nil {
+				c.takeRead()
+			}
+			for n := 0; n < 256<<10; {
+				m, err := c.nc.Read(c.rbuf)
+				n += m
+				if err != nil {
+					break
+				}
+			}
+		}
+	}
+	c.nc.Close()
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+func (c *conn) setReadDeadline(t time.Time) {
+	_ = c.nc.SetReadDeadline(t)
+	c.readDLSet = !t.IsZero()
+}
+
+// waitRead blocks until the client sends something, without a buffer
+// where the connection allows.
+func (c *conn) waitRead() error {
+	switch {
+	case c.waiter != nil:
+		return c.waiter.WaitRead()
+	case c.sc != nil:
+		return WaitRead(c.sc)
+	}
+	return nil
+}
+
+func (c *conn) takeRead() {
+	c.rbuf = *readBufs.Get().(*[]byte)
+	c.rpos, c.rend = 0, 0
+}
+
+func (c *conn) releaseRead() {
+	if c.rbuf != nil && c.rpos == c.rend {
+		if cap(c.rbuf) == readBufSize {
+			b := c.rbuf[:readBufSize]
+			readBufs.Put(&b)
+		}
+		c.rbuf, c.rpos, c.rend = nil, 0, 0
+	}
+}
+
+// fill reads more input into the read buffer, making room (or a larger
+// buffer, up to the head limit) when it is full. Pending output goes out
+// first: the client may be waiting for it before it sends more.
+func (c *conn) fill() error {
+	if len(c.out) > 0 {
+		if err := c.flush(); err != nil {
+			return err
+		}
+	}
+	if c.rbuf == nil {
+		c.takeRead()
+	}
+	if c.rpos == c.rend {
+		c.rpos, c.rend = 0, 0
+	}
+	if c.rend == len(c.rbuf) {
+		if c.rpos > 0 {
+			c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
+			c.rpos = 0
+		} else {
+			nb := make([]byte, 2*len(c.rbuf))
+			copy(nb, c.rbuf[:c.rend])
+			old := c.rbuf
+			c.rbuf = nb
+			if cap(old) == readBufSize {
+				old = old[:readBufSize]
+				readBufs.Put(&old)
+			}
+		}
+	}
+	for {
+		n, err := c.nc.Read(c.rbuf[c.rend:])
+		c.rend += n
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (c *conn) appendOut(s string) {
+	if c.out == nil {
+		c.out = (*writeBufs.Get().(*[]byte))[:0]
+	}
+	c.out = append(c.out, s...)
+}
+
+// flush writes the pending output.
+func (c *conn) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.nc.Write(c.out)
+	c.out = c.out[:0]
+	c.outMark = 0
+	if err != nil {
+		c.broken.Store(true)
+	}
+	return err
+}
+
+func (c *conn) releaseOut() {
+	if c.out != nil && len(c.out) == 0 {
+		if cap(c.out) <= 4*writeBufSize {
+			b := c.out[:0]
+			writeBufs.Put(&b)
+		}
+		c.out = nil
+		c.outMark = 0
+	}
+}
+
+// The close watcher. net/http reads one byte in the background during
+// every request, so that a client that leaves cancels the request's
+// context (and with it a proxied request upstream). Here the watch starts
+// only for handlers that run longer than CloseCheckDelay, once the body is
+// read: a short request is over before a watch would have told anything.
+
+func (c *conn) watchTimer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.handling {
+		return
+	}
+	c.watchDue = true
+	c.startWatchLocked()
+}
+
+// bodyEOF is called by the body reader when the body is read to its end.
+func (c *conn) bodyEOF() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bodyDone = true
+	if c.watchDue && c.handling {
+		c.startWatchLocked()
+	}
+}
+
+func (c *conn) startWatchLocked() {
+	if c.watching || !c.bodyDone || c.hijacked || c.gone || c.rpos < c.rend {
+		// Bytes already buffered after this request are the client's
+		// next request: it has not left, and the watch would tell nothing.
+		return
+	}
+	if c.rbuf == nil {
+		c.takeRead()
+	}
+	c.rpos, c.rend = 0, 0
+	c.watching, c.aborting = true, false
+	c.watchEnd = make(chan struct{})
+	go c.watch(c.watchEnd)
+}
+
+func (c *conn) watch(end chan struct{}) {
+	defer close(end)
+	n, err := c.nc.Read(c.rbuf)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rend += n
+	if n > 0 || err == nil {
+		return // a pipelined request: it is kept for the next round
+	}
+	if c.aborting || isTimeout(err) {
+		// Stopped by the server, or a read deadline the handler set.
+		return
+	}
+	c.gone = true
+	c.broken.Store(true)
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+// stopWatch ends the close watch, if one runs, and waits for it.
+func (c *conn) stopWatch() {
+	c.mu.Lock()
+	if !c.watching {
+		c.mu.Unlock()
+		return
+	}
+	c.aborting = true
+	end := c.watchEnd
+	c.mu.Unlock()
+	_ = c.nc.SetReadDeadline(aLongTimeAgo)
+	<-end
+	c.mu.Lock()
+	c.watching = false
+	c.mu.Unlock()
+	c.readDLSet = true
+}
+
+var aLongTimeAgo = time.Unix(1, 0)

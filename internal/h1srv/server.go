@@ -1,0 +1,288 @@
+package h1srv
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server serves HTTP/1.x on the connections of one or more listeners. Its
+// fields mirror net/http.Server's where they mean the same; set them before
+// Serve and do not change them after.
+type Server struct {
+	// Handler answers every request. Required.
+	Handler http.Handler
+	// ReadHeaderTimeout bounds reading one request head, from its first
+	// byte (the first request of a connection: from the accept). Zero
+	// means no limit.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for the
+	// next request. Zero means ReadHeaderTimeout; both zero, no limit.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing one response, from the end of its
+	// request head. Zero means no limit; handlers may move it with
+	// http.ResponseController.SetWriteDeadline.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds the request line plus header fields; a larger
+	// head gets 431. Zero means 1 MiB (net/http's default).
+	MaxHeaderBytes int
+	// MaxDrainBytes is how much of a request body the handler left unread
+	// is read and discarded so that the connection can be reused; a longer
+	// rest closes the connection instead. Zero means 256 KiB (net/http's
+	// figure).
+	MaxDrainBytes int64
+	// CloseCheckDelay is how long a handler must have run, with its
+	// request body read, before the server watches the connection for the
+	// client leaving (which cancels the request's context). net/http
+	// watches every request from the start, at the cost of a goroutine and
+	// three system calls each; short requests do not need it. Zero means
+	// 10ms; negative means never watch.
+	CloseCheckDelay time.Duration
+	// BaseContext returns the base context of the requests of ln's
+	// connections; nil means context.Background().
+	BaseContext func(ln net.Listener) context.Context
+	// ConnContext derives a connection's context from the base context;
+	// nil means the base context as it is.
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
+	// ErrorLog receives connection-level errors (a handler panic, a failed
+	// accept); nil means slog.Default().
+	ErrorLog *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[*net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   atomic.Bool
+	done      chan struct{} // closed by Shutdown and Close, for accept back-off
+	onceDone  sync.Once
+	onceClose sync.Once
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close. It is
+// net/http's, so callers can treat both servers alike.
+var ErrServerClosed = http.ErrServerClosed
+
+const (
+	defaultMaxHeaderBytes = 1 << 20
+	defaultMaxDrain       = 256 << 10
+	defaultCloseDelay     = 10 * time.Millisecond
+)
+
+func (s *Server) maxHeaderBytes() int {
+	if s.MaxHeaderBytes > 0 {
+		return s.MaxHeaderBytes
+	}
+	return defaultMaxHeaderBytes
+}
+
+func (s *Server) maxDrain() int64 {
+	if s.MaxDrainBytes > 0 {
+		return s.MaxDrainBytes
+	}
+	return defaultMaxDrain
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return s.ReadHeaderTimeout
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.ErrorLog != nil {
+		return s.ErrorLog
+	}
+	return slog.Default()
+}
+
+func (s *Server) doneChan() chan struct{} {
+	s.onceDone.Do(func() { s.done = make(chan struct{}) })
+	return s.done
+}
+
+// Serve accepts connections on ln and serves each on its own goroutine
+// until Shutdown or Close, then returns ErrServerClosed. It closes ln when
+// it returns.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.Handler == nil {
+		return errors.New("h1srv: Server.Handler is nil")
+	}
+	done := s.doneChan()
+	if !s.track(&ln, true) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.track(&ln, false)
+	defer ln.Close()
+	base := context.Background()
+	if s.BaseContext != nil {
+		base = s.BaseContext(ln)
+		if base == nil {
+			panic("h1srv: BaseContext returned a nil context")
+		}
+	}
+	base = context.WithValue(base, http.ServerContextKey, (*http.Server)(nil))
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// EMFILE and the like: back off instead of spinning.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logger().Warn("accepting a connection failed; retrying", "error", err, "delay", backoff.String())
+				select {
+				case <-time.After(backoff):
+				case <-done:
+					return ErrServerClosed
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.serveConn(base, nc)
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// ServeConn serves one connection that was accepted elsewhere, on a new
+// goroutine, as if Serve had accepted it. ctx is its base context.
+func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
+	s.serveConn(context.WithValue(ctx, http.ServerContextKey, (*http.Server)(nil)), nc)
+}
+
+func (s *Server) serveConn(base context.Context, nc net.Conn) {
+	c := newConn(s, nc)
+	ctx := base
+	if s.ConnContext != nil {
+		ctx = s.ConnContext(ctx, nc)
+		if ctx == nil {
+			panic("h1srv: ConnContext returned a nil context")
+		}
+	}
+	c.ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
+	if !s.trackConn(c, true) {
+		nc.Close()
+		return
+	}
+	go c.serve()
+}
+
+func (s *Server) track(ln *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing.Load() {
+			return false
+		}
+		if s.listeners == nil {
+			s.listeners = make(map[*net.Listener]struct{})
+		}
+		s.listeners[ln] = struct{}{}
+	} else {
+		delete(s.listeners, ln)
+	}
+	return true
+}
+
+func (s *Server) trackConn(c *conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing.Load() {
+			return false
+		}
+		if s.conns == nil {
+			s.conns = make(map[*conn]struct{})
+		}
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+	return true
+}
+
+func (s *Server) closeListeners() error {
+	var err error
+	for ln := range s.listeners {
+		if cerr := (*ln).Close(); cerr != nil && err == nil && !errors.Is(cerr, net.ErrClosed) {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Shutdown stops accepting, closes idle connections at once, and waits
+// for requests in flight to finish (their connections close after the
+// response) or for ctx to be done, whose error it then returns. Hijacked
+// connections are not waited for.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	lnerr := s.closeListeners()
+	s.mu.Unlock()
+	s.closeDone()
+
+	wait := time.Millisecond
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		if s.closeIdle() {
+			return lnerr
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			// Back off as net/http does, up to 500ms between polls.
+			wait = min(2*wait, 500*time.Millisecond)
+			t.Reset(wait)
+		}
+	}
+}
+
+func (s *Server) closeDone() {
+	done := s.doneChan()
+	s.onceClose.Do(func() { close(done) })
+}
+
+// closeIdle closes the connections waiting for a request and reports
+// whether none is left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.nc.Close()
+		}
+	}
+	return len(s.conns) == 0
+}
+
+// Close closes the listeners and every connection at once, requests in
+// flight included. Use Shutdown for a graceful stop.
+func (s *Server) Close() error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.closeListeners()
+	s.closeDone()
+	for c := range s.conns {
+		c.state.Store(stateClosed)
+		c.nc.Close()
+	}
+	return err
+}

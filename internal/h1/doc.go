@@ -31,6 +31,13 @@
 // Idle connections hold no buffers and no goroutine; one timer per
 // Transport closes those idle longer than IdleTimeout.
 //
+// Informational (1xx) responses before the final one are skipped, after
+// telling httptrace's Got1xxResponse if the request has a ClientTrace, or
+// else the Informational a caller put in the request's context under
+// InformationalKey (the proxy passes 103 Early Hints on this way; a
+// context value looked up only when a 1xx arrives costs nothing per
+// request, where a ClientTrace costs several allocations).
+//
 // # What it does not do
 //
 // No TLS, no proxies, no HTTP/2, no compression (a proxy passes the app's

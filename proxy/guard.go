@@ -12,8 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/gatehouse/gatehouse/internal/ascii"
+	"github.com/gatehouse/gatehouse/internal/h1srv"
 )
 
 // The guard is gatehouse's own HTTP/1.x framing parser. It sits between the
@@ -132,6 +134,23 @@ func (c *guardConn) Tunnel() {
 	c.mu.Lock()
 	c.tunnel = true
 	c.mu.Unlock()
+}
+
+// WaitRead blocks until the client sends more, without a buffer (h1srv
+// asks before it takes one from its pool, so an idle keep-alive
+// connection holds none). It returns at once when the guard has bytes of
+// its own to hand out, or cannot wait on the socket (TLS).
+func (c *guardConn) WaitRead() error {
+	c.mu.Lock()
+	tunnel := c.tunnel
+	c.mu.Unlock()
+	if tunnel || c.outOff < len(c.out) || c.poisoned || c.bodyErr != nil {
+		return nil
+	}
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return h1srv.WaitRead(sc)
+	}
+	return nil
 }
 
 // CloseWrite lets net/http half-close after an error response, so the

@@ -83,10 +83,10 @@ func newCertSource(cfg TLSConfig, hosts []string, log *slog.Logger) (certSource,
 }
 
 // tlsListener does TLS handshakes off the accept loop (a slow handshake
-// never delays the next client) and hands net/http connections it can
-// serve: HTTP/2 ones as *tls.Conn, which net/http gives to its HTTP/2
-// server, and HTTP/1.1 ones behind the guard, so that the framing checks
-// apply over TLS as they do in the clear.
+// never delays the next client) and sorts the connections by ALPN:
+// HTTP/2 ones go out as *tls.Conn through its h2 listener to net/http's
+// HTTP/2 server, HTTP/1.1 ones through Accept, behind the guard (so that
+// the framing checks apply over TLS as they do in the clear), to h1srv.
 type tlsListener struct {
 	net.Listener
 	cfg     *tls.Config
@@ -94,7 +94,8 @@ type tlsListener struct {
 	timeout time.Duration
 	log     *slog.Logger
 
-	conns chan net.Conn
+	conns chan net.Conn // HTTP/1.1 connections, for Accept
+	h2    *h2Listener   // HTTP/2 connections, for net/http's server
 	done  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
@@ -103,9 +104,30 @@ type tlsListener struct {
 func newTLSListener(ln net.Listener, cfg *tls.Config, g *guard, timeout time.Duration, log *slog.Logger) *tlsListener {
 	l := &tlsListener{Listener: ln, cfg: cfg, g: g, timeout: timeout, log: log,
 		conns: make(chan net.Conn), done: make(chan struct{})}
+	l.h2 = &h2Listener{l: l, conns: make(chan net.Conn)}
 	l.wg.Go(l.acceptLoop)
 	return l
 }
+
+// h2Listener hands the HTTP/2 connections of a tlsListener to net/http's
+// server; the HTTP/1.1 ones go to h1srv through the tlsListener itself.
+// Closing either closes both.
+type h2Listener struct {
+	l     *tlsListener
+	conns chan net.Conn
+}
+
+func (h *h2Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.conns:
+		return c, nil
+	case <-h.l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *h2Listener) Close() error   { return h.l.Close() }
+func (h *h2Listener) Addr() net.Addr { return h.l.Addr() }
 
 func (l *tlsListener) acceptLoop() {
 	for {
@@ -145,18 +167,19 @@ func (l *tlsListener) handshake(c net.Conn) {
 		return
 	}
 	var out net.Conn
+	dst := l.conns
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case "acme-tls/1":
 		// A TLS-ALPN-01 validation: the handshake was the whole exchange.
 		tc.Close()
 		return
 	case "h2":
-		out = tc
+		out, dst = tc, l.h2.conns
 	default:
 		out = &tlsGuardConn{guardConn: &guardConn{Conn: tc, g: l.g}, tc: tc}
 	}
 	select {
-	case l.conns <- out:
+	case dst <- out:
 	case <-l.done:
 		out.Close()
 	}

@@ -126,6 +126,7 @@ type guardConn struct {
 	trailerN  int   // bytes of trailer section seen
 	mu        sync.Mutex
 	tunnel    bool
+	waiter    *h1srv.Waiter // made on the first WaitRead
 }
 
 // Tunnel switches the connection to pass-through after a successful
@@ -147,10 +148,16 @@ func (c *guardConn) WaitRead() error {
 	if tunnel || c.outOff < len(c.out) || c.poisoned || c.bodyErr != nil {
 		return nil
 	}
-	if sc, ok := c.Conn.(syscall.Conn); ok {
-		return h1srv.WaitRead(sc)
+	if c.waiter == nil {
+		sc, ok := c.Conn.(syscall.Conn)
+		if !ok {
+			return nil
+		}
+		if c.waiter = h1srv.NewWaiter(sc); c.waiter == nil {
+			return nil
+		}
 	}
-	return nil
+	return c.waiter.Wait()
 }
 
 // CloseWrite lets net/http half-close after an error response, so the

@@ -56,16 +56,18 @@ type conn struct {
 	ctx      context.Context
 	remote   string
 	tlsState *tls.ConnectionState
-	waiter   ReadWaiter   // nil: the read waits, holding a buffer
-	sc       syscall.Conn // when nc is itself a socket
+	waiter   ReadWaiter // nil: the read waits, holding a buffer
+	sw       *Waiter    // when nc is itself a socket
 	state    atomic.Int32
 	broken   atomic.Bool // framing or I/O failure: close after this response
 
-	rbuf       []byte // nil while idle
-	rpos, rend int    // unread input is rbuf[rpos:rend]
+	rbuf       []byte  // nil while idle
+	rbufp      *[]byte // the pooled buffer rbuf is, nil if rbuf was grown
+	rpos, rend int     // unread input is rbuf[rpos:rend]
 
-	out     []byte // response bytes not yet written; nil while empty
-	outMark int    // where the current response starts in out
+	out     []byte  // response bytes not yet written; nil while empty
+	outp    *[]byte // the pooled buffer out came from
+	outMark int     // where the current response starts in out
 
 	head head
 	hdr  http.Header
@@ -95,7 +97,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	case ReadWaiter:
 		c.waiter = x
 	case *net.TCPConn, *net.UnixConn:
-		c.sc = x.(syscall.Conn)
+		c.sw = NewWaiter(x.(syscall.Conn))
 	}
 	c.resp.c = c
 	c.resp.hdr = make(http.Header, 16)
@@ -601,24 +603,24 @@ func (c *conn) waitRead() error {
 	switch {
 	case c.waiter != nil:
 		return c.waiter.WaitRead()
-	case c.sc != nil:
-		return WaitRead(c.sc)
+	case c.sw != nil:
+		return c.sw.Wait()
 	}
 	return nil
 }
 
 func (c *conn) takeRead() {
-	c.rbuf = *readBufs.Get().(*[]byte)
+	c.rbufp = readBufs.Get().(*[]byte)
+	c.rbuf = *c.rbufp
 	c.rpos, c.rend = 0, 0
 }
 
 func (c *conn) releaseRead() {
 	if c.rbuf != nil && c.rpos == c.rend {
-		if cap(c.rbuf) == readBufSize {
-			b := c.rbuf[:readBufSize]
-			readBufs.Put(&b)
+		if c.rbufp != nil {
+			readBufs.Put(c.rbufp)
 		}
-		c.rbuf, c.rpos, c.rend = nil, 0, 0
+		c.rbuf, c.rbufp, c.rpos, c.rend = nil, nil, 0, 0
 	}
 }
 
@@ -644,11 +646,10 @@ func (c *conn) fill() error {
 		} else {
 			nb := make([]byte, 2*len(c.rbuf))
 			copy(nb, c.rbuf[:c.rend])
-			old := c.rbuf
 			c.rbuf = nb
-			if cap(old) == readBufSize {
-				old = old[:readBufSize]
-				readBufs.Put(&old)
+			if c.rbufp != nil {
+				readBufs.Put(c.rbufp)
+				c.rbufp = nil
 			}
 		}
 	}
@@ -666,7 +667,8 @@ func (c *conn) fill() error {
 
 func (c *conn) appendOut(s string) {
 	if c.out == nil {
-		c.out = (*writeBufs.Get().(*[]byte))[:0]
+		c.outp = writeBufs.Get().(*[]byte)
+		c.out = (*c.outp)[:0]
 	}
 	c.out = append(c.out, s...)
 }
@@ -688,10 +690,10 @@ func (c *conn) flush() error {
 func (c *conn) releaseOut() {
 	if c.out != nil && len(c.out) == 0 {
 		if cap(c.out) <= 4*writeBufSize {
-			b := c.out[:0]
-			writeBufs.Put(&b)
+			*c.outp = c.out[:0]
+			writeBufs.Put(c.outp)
 		}
-		c.out = nil
+		c.out, c.outp = nil, nil
 		c.outMark = 0
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // pendMax is how much body a handler may write, without having set a
@@ -41,6 +42,7 @@ type response struct {
 	cl          int64 // Content-Length to send, -1 unknown
 	written     int64
 	pend        []byte // body held back before the head goes out
+	pendp       *[]byte
 	closeAfter  bool
 }
 
@@ -105,7 +107,8 @@ func (w *response) Write(p []byte) (int, error) {
 			// within pendMax.
 			if !w.isHEAD {
 				if w.pend == nil {
-					w.pend = (*pendBufs.Get().(*[]byte))[:0]
+					w.pendp = pendBufs.Get().(*[]byte)
+					w.pend = (*w.pendp)[:0]
 				}
 				w.pend = append(w.pend, p...)
 			}
@@ -128,17 +131,16 @@ func (w *response) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// WriteString spares io.WriteString's copy: Write only copies from p or
+// passes it to the socket, never keeps or changes it.
 func (w *response) WriteString(s string) (int, error) {
-	// The []byte conversion does not escape through Write's callers here
-	// often enough to matter; io.WriteString users get the same path.
-	return w.Write([]byte(s))
+	return w.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 func (w *response) releasePend() {
 	if w.pend != nil {
-		b := w.pend[:0]
-		pendBufs.Put(&b)
-		w.pend = nil
+		pendBufs.Put(w.pendp)
+		w.pend, w.pendp = nil, nil
 	}
 }
 

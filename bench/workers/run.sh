@@ -171,17 +171,55 @@ tree_mem() {
 	echo "$rss $pss"
 }
 
+# tree_pids PID: the process and its descendants.
+tree_pids() {
+	local all=$1 frontier=$1 next
+	while [ -n "$frontier" ]; do
+		next=$(for p in $frontier; do ps -o pid= --ppid "$p" || true; done | tr -s ' \n' ' ')
+		all="$all $next"
+		frontier=$(echo $next)
+	done
+	echo $all
+}
+# cpu_ticks PID...: user+system clock ticks used so far, summed.
+cpu_ticks() {
+	local t=0 u s
+	for p in "$@"; do
+		[ -r /proc/$p/stat ] || continue
+		read -r u s < <(awk '{print $14, $15}' /proc/$p/stat) || continue
+		t=$((t + u + s))
+	done
+	echo $t
+}
+# CPU is what the stacks compete for on a small machine, and CPU time per
+# request moves much less than req/s when other jobs load the machine: each
+# round also records the microseconds of CPU (user+system) per request of
+# the front (nginx, Caddy, gatehouse's own process) and of the Python
+# processes (gunicorn's master and workers, uWSGI's, gatehouse's workers).
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
 results=$tmp/results.txt
 : >"$results"
 run() { # name port path conns
-	local out
+	local out front="" workers
+	case $1 in
+	nginx+gunicorn) front=$(tree_pids $nginx_pid) workers=$(tree_pids $gunicorn_pid) ;;
+	caddy+gunicorn) front=$(tree_pids $caddy_pid) workers=$(tree_pids $gunicorn_pid) ;;
+	uwsgi) workers=$(tree_pids $uwsgi_pid) ;;
+	gatehouse) front=$gh_pid workers=$(tree_pids $gh_pid | cut -s -d' ' -f2-) ;;
+	esac
+	local f0 w0 f1 w1
+	f0=$(cpu_ticks $front) w0=$(cpu_ticks $workers)
 	out=$(wrk -t2 -c"$4" -d"$DUR" --latency "http://127.0.0.1:$2$3")
-	local rps p99 errs
+	f1=$(cpu_ticks $front) w1=$(cpu_ticks $workers)
+	local rps p99 errs n fus wus
 	rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
 	p99=$(awk '$1=="99%"{print $2}' <<<"$out")
 	errs=$(awk '/Non-2xx/{n+=$NF} /Socket errors/{gsub(/,/,""); n+=$4+$6+$8+$10} END{print n+0}' <<<"$out")
-	echo "$1 $3 $rps $p99 $errs" >>"$results"
-	echo "  $1 $3 c=$4: $rps req/s, p99 $p99, errors $errs" >&2
+	n=$(awk '/requests in/{print $1}' <<<"$out")
+	[ "${n:-0}" -gt 0 ] || n=1
+	fus=$(((f1 - f0) * TICK_US / n)) wus=$(((w1 - w0) * TICK_US / n))
+	echo "$1 $3 $rps $p99 $errs $fus $wus" >>"$results"
+	echo "  $1 $3 c=$4: $rps req/s, p99 $p99, errors $errs, CPU per request: front $fus us, Python $wus us" >&2
 }
 
 stacks=("nginx+gunicorn:$NGINX_PORT" "caddy+gunicorn:$CADDY_PORT" "uwsgi:$UWSGI_PORT" "gatehouse:$GH_PORT")
@@ -224,8 +262,9 @@ def ms(s):
             return float(s[: -len(unit)]) * f
     return float("nan")
 
+COLS = {"rps": 2, "err": 4, "front": 5, "python": 6}
 def med(name, path, col):
-    vals = [float(r[2]) if col == "rps" else ms(r[3]) if col == "p99" else float(r[4]) for r in rows if r[0] == name and r[1] == path]
+    vals = [ms(r[3]) if col == "p99" else float(r[COLS[col]]) for r in rows if r[0] == name and r[1] == path]
     return statistics.median(vals) if col != "err" else sum(vals)
 
 def line(label, cells, ratios="", target=""):
@@ -240,6 +279,13 @@ for path, label in (("/json", "JSON view"), ("/sleep", "50 ms view")):
     line(label + " p99", ["%.1f ms" % x for x in v], "  ".join("%.2fx" % (v[-1] / x) for x in v[:-1]), "<=1.00x")
     v = [med(s, path, "err") for s in stacks]
     line(label + " errors", ["%d" % x for x in v])
+    if path == "/json":
+        f = [med(s, path, "front") for s in stacks]
+        w = [med(s, path, "python") for s in stacks]
+        line("  CPU/req front", ["%.0f us" % x for x in f])
+        line("  CPU/req Python", ["%.0f us" % x for x in w])
+        t = [a + b for a, b in zip(f, w)]
+        line("  CPU/req total", ["%.0f us" % x for x in t], "  ".join("%.2fx" % (t[-1] / x) for x in t[:-1]), "(lower is better)")
 limit = workers / 0.05
 v = [med(s, "/sleep", "rps") for s in stacks]
 line("50 ms view vs limit", ["%.0f%%" % (100 * x / limit) for x in v], "(limit %d workers / 50 ms = %.0f r/s)" % (workers, limit), ">=95%")

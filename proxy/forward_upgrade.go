@@ -50,7 +50,8 @@ func (fw *forwarder) tunnel(w http.ResponseWriter, r *http.Request, res *http.Re
 	h["Connection"] = connUpgrade
 	h["Upgrade"] = []string{got}
 	res.Header, res.Body = h, nil
-	if err := res.Write(brw); err == nil {
+	err = res.Write(brw)
+	if err == nil {
 		err = brw.Flush()
 	}
 	if err != nil {

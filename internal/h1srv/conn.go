@@ -110,29 +110,12 @@ type connectionStater interface {
 
 func (c *conn) serve() {
 	s := c.srv
-	defer func() {
-		if p := recover(); p != nil {
-			// A bug in this package, not in a handler (those are caught
-			// per request): log it and drop the connection, not the process.
-			buf := make([]byte, 64<<10)
-			buf = buf[:runtime.Stack(buf, false)]
-			s.logger().Error("h1srv: panic serving connection", "remote_addr", c.remote, "panic", p, "stack", string(buf))
-		}
-		if c.state.Load() != stateHijacked {
-			c.nc.Close()
-		}
-		c.releaseRead()
-		c.releaseOut()
-		if c.timer != nil {
-			c.timer.Stop()
-		}
-		s.trackConn(c, false)
-	}()
 	if s.ReadHeaderTimeout > 0 {
 		c.setReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
 	}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		if err := tc.HandshakeContext(c.ctx); err != nil {
+			c.cleanup()
 			return
 		}
 	}
@@ -142,10 +125,60 @@ func (c *conn) serve() {
 			c.tlsState = &st
 		}
 	}
-	first := true
-	for c.serveOne(first) {
-		first = false
+	c.loop(true)
+}
+
+// loop serves requests until the connection closes. When the connection
+// goes idle after a request was served on this goroutine, a fresh
+// goroutine takes over the wait and this one ends: a handler's calls
+// (a reverse proxy's especially) grow the goroutine's stack to 16 KiB or
+// more, and an idle connection would otherwise keep that until enough
+// garbage collections have shrunk it. The hand-over costs a goroutine
+// start per keep-alive round trip (well under a microsecond).
+func (c *conn) loop(first bool) {
+	handoff := false
+	defer func() {
+		if handoff {
+			return
+		}
+		if p := recover(); p != nil {
+			// A bug in this package, not in a handler (those are caught
+			// per request): log it and drop the connection, not the process.
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.srv.logger().Error("h1srv: panic serving connection", "remote_addr", c.remote, "panic", p, "stack", string(buf))
+		}
+		c.cleanup()
+	}()
+	fresh := true
+	for {
+		if !fresh && c.rpos == c.rend {
+			if c.flush() != nil {
+				return
+			}
+			c.releaseRead()
+			c.releaseOut()
+			handoff = true
+			go c.loop(false)
+			return
+		}
+		if !c.serveOne(first) {
+			return
+		}
+		first, fresh = false, false
 	}
+}
+
+func (c *conn) cleanup() {
+	if c.state.Load() != stateHijacked {
+		c.nc.Close()
+	}
+	c.releaseRead()
+	c.releaseOut()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.srv.trackConn(c, false)
 }
 
 // serveOne reads and answers one request and reports whether the

@@ -314,3 +314,63 @@ func TestEarlyHintsPassThrough(t *testing.T) {
 		t.Errorf("the final response lost the front's X-Request-Id")
 	}
 }
+
+func TestTunnelEndsWhenTheAppCloses(t *testing.T) {
+	t.Parallel()
+	// An app that says one line after the 101 and hangs up; the client,
+	// which never closes its side, must see the end at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nbye\n")
+				c.Close()
+			}()
+		}
+	}()
+	for _, pool := range []struct {
+		name string
+		p    Pool
+	}{
+		{"h1", benchPool(t, ln.Addr().String())},
+		{"net/http", &addrPool{tr: &http.Transport{}, addr: ln.Addr().String()}},
+	} {
+		t.Run(pool.name, func(t *testing.T) {
+			s := serveOptions(t, Options{Config: testConfig(nil), Pool: pool.p, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			c, err := net.Dial("tcp", s.Addrs()[0].String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+			fmt.Fprint(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			br := bufio.NewReader(c)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil || res.StatusCode != 101 {
+				t.Fatalf("upgrade: %v %v", res, err)
+			}
+			rest, err := io.ReadAll(br)
+			if err != nil {
+				t.Fatalf("after the app hung up: %v (want EOF at once)", err)
+			}
+			if string(rest) != "bye\n" {
+				t.Errorf("tunnel carried %q", rest)
+			}
+		})
+	}
+}

@@ -83,12 +83,12 @@ func (fw *forwarder) tunnel(w http.ResponseWriter, r *http.Request, res *http.Re
 		if err == nil {
 			_, err = io.Copy(back, conn)
 		}
-		closeWrite(back)
+		endWrites(back)
 		errc <- err
 	}()
 	go func() {
 		_, err := io.Copy(conn, back)
-		closeWrite(conn)
+		endWrites(conn)
 		errc <- err
 	}()
 	// One direction ending (an EOF passed on as a half-close) lets the
@@ -100,9 +100,13 @@ func (fw *forwarder) tunnel(w http.ResponseWriter, r *http.Request, res *http.Re
 	<-errc
 }
 
-// closeWrite half-closes c when it can, passing an EOF on.
-func closeWrite(c any) {
+// endWrites passes an EOF on to c: a half-close when c can, so the other
+// direction may finish, or else a close, so that neither side waits for
+// the other forever (the tunnel ends either way once a side is done).
+func endWrites(c io.Closer) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
+		return
 	}
+	_ = c.Close()
 }

@@ -375,13 +375,20 @@ func validHeaderName(k string) bool {
 		return false
 	}
 	for i := 0; i < len(k); i++ {
-		// RFC 9110 token characters.
-		if c := k[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+		if !tokenChar[k[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// tokenChar says which bytes RFC 9110 allows in a header name (a token).
+var tokenChar = func() (t [256]bool) {
+	for c := '!'; c < 0x7f; c++ {
+		t[c] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c)
+	}
+	return t
+}()
 
 func validHeaderValue(v string) bool {
 	for i := 0; i < len(v); i++ {

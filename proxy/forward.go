@@ -128,6 +128,9 @@ func (fw *forwarder) rewrite(w http.ResponseWriter, r *http.Request, info *reqin
 		vals[0] = strings.Join(prior, ", ") + ", " + peer
 	}
 	h["X-Forwarded-For"] = vals[0:1:1]
+	// Forwarded (RFC 7239) would describe the hops before a trusted
+	// proxy and not gatehouse's; the X-Forwarded-* set here replace it.
+	delete(h, "Forwarded")
 	if info.TLS {
 		h["X-Forwarded-Proto"] = protoHTTPS
 	} else {

@@ -374,3 +374,38 @@ func TestTunnelEndsWhenTheAppCloses(t *testing.T) {
 		})
 	}
 }
+
+func TestForwardedReplacedForTrustedPeer(t *testing.T) {
+	t.Parallel()
+	heads := make(chan string, 1)
+	backend := startRawServer(t, func(head string) string {
+		heads <- head
+		return "HTTP/1.1 204 No Content\r\n\r\n"
+	})
+	url, _ := startFront(t, backend, testConfig(func(c *Config) {
+		c.TrustedProxies = []string{"127.0.0.1/32"}
+	}))
+	req, _ := http.NewRequest("GET", url+"/", nil)
+	req.Header.Set("Forwarded", "for=203.0.113.7;proto=https")
+	req.Header.Set("X-Forwarded-For", "203.0.113.7, 198.51.100.2")
+	req.Header.Add("X-Forwarded-For", "192.0.2.9")
+	req.Header.Set("X-Forwarded-Host", "public.example")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	head := <-heads
+	if strings.Contains(strings.ToLower(head), "\r\nforwarded:") {
+		t.Errorf("app received the trusted proxy's Forwarded:\n%s", head)
+	}
+	for _, want := range []string{
+		"\r\nX-Forwarded-For: 203.0.113.7, 198.51.100.2, 192.0.2.9, 127.0.0.1\r\n",
+		"\r\nX-Forwarded-Host: public.example\r\n",
+		"\r\nX-Real-Ip: 192.0.2.9\r\n",
+	} {
+		if !strings.Contains(head, want) {
+			t.Errorf("app did not receive %q:\n%s", strings.TrimSpace(want), head)
+		}
+	}
+}

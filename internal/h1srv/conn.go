@@ -128,13 +128,14 @@ func (c *conn) serve() {
 	c.loop(true)
 }
 
-// loop serves requests until the connection closes. When the connection
-// goes idle after a request was served on this goroutine, a fresh
-// goroutine takes over the wait and this one ends: a handler's calls
-// (a reverse proxy's especially) grow the goroutine's stack to 16 KiB or
-// more, and an idle connection would otherwise keep that until enough
-// garbage collections have shrunk it. The hand-over costs a goroutine
-// start per keep-alive round trip (well under a microsecond).
+// loop serves requests until the connection closes. A connection that
+// stays idle for handoffAfter after a request was served on this
+// goroutine is handed to a fresh goroutine and this one ends: a handler's
+// calls (a reverse proxy's especially) grow the goroutine's stack to 16
+// KiB or more, and an idle connection would otherwise keep that until
+// enough garbage collections have shrunk it. A busy keep-alive connection,
+// whose next request comes sooner, keeps its goroutine (handing over on
+// every round trip would make each new goroutine grow its stack again).
 func (c *conn) loop(first bool) {
 	handoff := false
 	defer func() {
@@ -152,22 +153,29 @@ func (c *conn) loop(first bool) {
 	}()
 	fresh := true
 	for {
-		if !fresh && c.rpos == c.rend {
-			if c.flush() != nil {
-				return
-			}
-			c.releaseRead()
-			c.releaseOut()
+		switch c.serveOne(first, fresh) {
+		case stop:
+			return
+		case handOver:
 			handoff = true
 			go c.loop(false)
-			return
-		}
-		if !c.serveOne(first) {
 			return
 		}
 		first, fresh = false, false
 	}
 }
+
+// handoffAfter is how long an idle connection keeps the goroutine that
+// served its last request.
+const handoffAfter = 20 * time.Millisecond
+
+type outcome uint8
+
+const (
+	next outcome = iota
+	stop
+	handOver
+)
 
 func (c *conn) cleanup() {
 	if c.state.Load() != stateHijacked {
@@ -183,38 +191,61 @@ func (c *conn) cleanup() {
 
 // serveOne reads and answers one request and reports whether the
 // connection may carry another.
-func (c *conn) serveOne(first bool) bool {
+func (c *conn) serveOne(first, fresh bool) outcome {
 	s := c.srv
 	if c.rpos == c.rend {
 		// Nothing buffered: send what is pending, give the buffers back,
 		// and wait for the client.
 		if c.flush() != nil {
-			return false
+			return stop
 		}
-		c.releaseRead()
 		c.releaseOut()
 		c.state.Store(stateIdle)
 		if s.closing.Load() {
-			return false
+			return stop
 		}
-		if !first {
-			if d := s.idleTimeout(); d > 0 {
-				c.setReadDeadline(time.Now().Add(d))
-			} else if c.readDLSet {
+		d := s.idleTimeout()
+		if !first && !fresh && (d <= 0 || d > handoffAfter) {
+			// A connection that was just busy: read as usual, keeping the
+			// read buffer, for handoffAfter; most keep-alive clients send
+			// their next request within it, and this costs one system
+			// call less than the wait below. Then see loop.
+			c.setReadDeadline(time.Now().Add(handoffAfter))
+			if err := c.fill(); err != nil {
+				if isTimeout(err) && c.rpos == c.rend {
+					return handOver
+				}
+				return stop
+			}
+			if !c.state.CompareAndSwap(stateIdle, stateActive) {
+				return stop // Shutdown closed it
+			}
+			if s.ReadHeaderTimeout > 0 {
+				c.setReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+			} else {
 				c.setReadDeadline(time.Time{})
 			}
-		}
-		if c.waitRead() != nil {
-			return false
-		}
-		if !c.state.CompareAndSwap(stateIdle, stateActive) {
-			return false // Shutdown closed it
-		}
-		if !first && s.ReadHeaderTimeout > 0 {
-			c.setReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
-		}
-		if c.fill() != nil {
-			return false
+		} else {
+			c.releaseRead()
+			if !first {
+				if d > 0 {
+					c.setReadDeadline(time.Now().Add(d))
+				} else if c.readDLSet {
+					c.setReadDeadline(time.Time{})
+				}
+			}
+			if c.waitRead() != nil {
+				return stop
+			}
+			if !c.state.CompareAndSwap(stateIdle, stateActive) {
+				return stop // Shutdown closed it
+			}
+			if !first && s.ReadHeaderTimeout > 0 {
+				c.setReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+			}
+			if c.fill() != nil {
+				return stop
+			}
 		}
 	} else {
 		c.state.Store(stateActive)
@@ -244,26 +275,26 @@ func (c *conn) serveOne(first bool) bool {
 		}
 		if len(buf) > max {
 			c.reject(errTooLarge)
-			return false
+			return stop
 		}
 		if err := c.fill(); err != nil {
 			if len(buf) > 0 && !isTimeout(err) && err != io.EOF {
-				return false
+				return stop
 			}
 			if len(buf) > 0 && isTimeout(err) {
 				c.reject(&parseError{http.StatusRequestTimeout, "request head timeout"})
 			}
-			return false
+			return stop
 		}
 	}
 	if end > max {
 		c.reject(errTooLarge)
-		return false
+		return stop
 	}
 	raw := c.rbuf[c.rpos : c.rpos+end]
 	if perr := parseHead(raw, &c.head); perr != nil {
 		c.reject(perr)
-		return false
+		return stop
 	}
 	c.rpos += end
 	// One allocation for the whole head: every string below is a slice
@@ -272,9 +303,12 @@ func (c *conn) serveOne(first bool) bool {
 	req, perr := c.buildRequest(hs)
 	if perr != nil {
 		c.reject(perr)
-		return false
+		return stop
 	}
-	return c.handle(req)
+	if !c.handle(req) {
+		return stop
+	}
+	return next
 }
 
 var chunkedTE = []string{"chunked"}

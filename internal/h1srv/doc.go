@@ -13,12 +13,15 @@
 // It does what net/http's server does for HTTP/1.x, in the manner of
 // nginx and fasthttp:
 //
-//   - One goroutine per connection. A connection waiting for its next
-//     request holds no buffer: on a plain socket (or a wrapper that
-//     implements ReadWaiter) it waits for readability first and takes a
-//     read buffer from a pool only when bytes are there, and gives it back
-//     when it goes idle. Response bytes collect in a pooled buffer that is
-//     written once per response, or once per batch of pipelined requests.
+//   - One goroutine per connection. A connection that was just busy reads
+//     its next request as usual for 20ms; after that a fresh goroutine
+//     takes it over (the handler's stack growth is not kept while idle)
+//     and waits without a buffer: on a plain socket (or a wrapper that
+//     implements ReadWaiter, with a Waiter) it waits for readability and
+//     takes a read buffer from a pool only when bytes are there. Response
+//     bytes collect in a pooled buffer that is written once per response,
+//     or once per batch of pipelined requests. 10,000 idle keep-alive
+//     connections cost about 10 KiB each, goroutine included.
 //   - The request head is parsed in place and turned into one string;
 //     header names and values are substrings of it. The http.Request
 //     template, its Header map, URL and the ResponseWriter belong to the

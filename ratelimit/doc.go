@@ -95,14 +95,23 @@
 //
 // # Stores
 //
-// The memory store keeps buckets in 64 shards, each an open-addressing
+// The memory store keeps buckets in 16 shards, each an open-addressing
 // table with its own lock; a bucket is its GCRA arrival time (8 bytes)
-// under a 64-bit hash of its key, about 34 bytes in all with the table's
-// slack. max_keys (1,000,000) is a hard cap: a full shard first drops
-// buckets that are full again (they carry no information), then the least
-// recently used (CLOCK). Deciding for an allowed request allocates
+// under a 64-bit keyed hash of its key, about 34 bytes in all with the
+// table's slack. max_keys (1,000,000) is a hard cap: a full shard first
+// drops buckets that are full again (they carry no information), then the
+// least recently used (CLOCK). Deciding for an allowed request allocates
 // nothing; the RateLimit header adds one small allocation (headers: limited
-// or never removes it).
+// or never removes it). A request is decided at one read of the monotonic
+// clock, so steps of the wall clock do not fill or drain buckets.
+//
+// With many clients the table outgrows the CPU caches and finding a bucket
+// is a trip to memory. The middleware starts that trip first: it derives
+// the key and prefetches the bucket's slot before it identifies the
+// request and reads the clock, so the two overlap; tables of 2 MiB and
+// more are mapped on huge pages (Linux, transparent huge pages in
+// "madvise" or "always" mode), which spares the trip a page-table walk.
+// bench/ratelimit/README.md has the figures.
 //
 // One Limiter per prometheus.Registerer: on SIGHUP call Reload rather than
 // building a second Limiter, which would register the same metrics again.

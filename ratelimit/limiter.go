@@ -345,7 +345,7 @@ type identity struct {
 
 // identify reads the API key or token. A non-nil error is the 401 text.
 func (st *state) identify(r *http.Request) (identity, error) {
-	id := st.cfg.Identify
+	id := &st.cfg.Identify
 	if st.keys != nil {
 		key, ok := "", false
 		if st.keyHdr != "" {

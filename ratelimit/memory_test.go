@@ -84,9 +84,10 @@ func TestMemoryStoreCapAndClock(t *testing.T) {
 	}
 }
 
-// TestMemoryStoreMappedTable fills one shard past 2 MiB of table, where
-// tables move out of the heap (tables.go): every bucket survives the move
-// and later growth, and the mapped bytes are counted.
+// TestMemoryStoreMappedTable fills one shard past 2 MiB of table: its
+// table moves out of the heap (tables.go) at 256 KiB and onto huge pages
+// at 2 MiB; every bucket survives the moves, and the mapped bytes are
+// counted.
 func TestMemoryStoreMappedTable(t *testing.T) {
 	m := newMemoryStore(numShards * 200_000)
 	p := policyParams{interval: int64(time.Second), burst: 1 << 20}

@@ -5,20 +5,23 @@ import (
 	"unsafe"
 )
 
-// Slot tables of 2 MiB and more (a shard's table once the store holds
-// about half a million buckets) live outside the Go heap, in memory mapped
-// for them and advised to the kernel as huge pages where the platform has
-// them: a lookup at a random place in a table far larger than the CPU
-// caches then misses the cache but not the TLB, which saves the page walk
-// (on the development VM, a pointer chase over 32 MiB took 115-125 ns a
-// step with huge pages and 130-155 without). Smaller tables stay on the
-// heap. The mapped bytes count in offHeap.bytes, which the memory
-// benchmarks add to the heap; a store's tables are unmapped when it is
-// garbage collected.
+// Slot tables of 256 KiB and more live outside the Go heap, in memory
+// mapped for them, and from 2 MiB (a shard's table once the store holds
+// about half a million buckets) advised to the kernel as huge pages where
+// the platform has them: a lookup at a random place in a table far larger
+// than the CPU caches then misses the cache but not the TLB, which saves
+// the page walk (on the development VM, a pointer chase over 32 MiB took
+// 115-125 ns a step with huge pages and 130-155 without). Mapping the
+// middle sizes too means a table that grows is returned to the kernel at
+// once rather than left for the collector, so the store's peak stays near
+// its size. Smaller tables stay on the heap. The mapped bytes count in
+// offHeap.bytes, which the memory benchmarks add to the heap; a store's
+// tables are unmapped when it is garbage collected.
 
 const (
-	slotSize  = int(unsafe.Sizeof(slot{}))
-	hugeTable = 2 << 20
+	slotSize    = int(unsafe.Sizeof(slot{}))
+	mappedTable = 256 << 10
+	hugeTable   = 2 << 20
 )
 
 // offHeap is a store's mapped tables.
@@ -30,7 +33,7 @@ type offHeap struct {
 
 // alloc returns a zeroed table of n slots.
 func (o *offHeap) alloc(n int) []slot {
-	if n*slotSize >= hugeTable {
+	if n*slotSize >= mappedTable {
 		if m, t := mapTable(n); t != nil {
 			o.mu.Lock()
 			if o.maps == nil {

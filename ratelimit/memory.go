@@ -14,7 +14,7 @@ import (
 // per-process random secret), not strings: a bucket is one 16-byte slot
 // (key, TAT) in a table kept at most 3/4 full, about 32 bytes a bucket,
 // one cache miss to find it and no allocation to build its key. Two
-// clients share a bucket only on a hash collision (about 2^-59 for a
+// clients share a bucket only on a hash collision (about 2^-62 for a
 // pair), which an attacker cannot aim for without the secret.
 //
 // With a million buckets the table is 32 MiB, far larger than the CPU

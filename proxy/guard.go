@@ -169,6 +169,10 @@ func (c *guardConn) CloseWrite() error {
 	return nil
 }
 
+// WriteBuffers lets h1srv write a response head and a large body in one
+// writev(2): the guard checks what the client sends, never what it gets.
+func (c *guardConn) WriteBuffers(v *net.Buffers) (int64, error) { return v.WriteTo(c.Conn) }
+
 // ReadFrom keeps sendfile(2) for static files: net/http uses the conn's
 // ReadFrom when it has one, and *net.TCPConn's is zero-copy.
 func (c *guardConn) ReadFrom(r io.Reader) (int64, error) {

@@ -67,7 +67,8 @@ type conn struct {
 
 	out     []byte  // response bytes not yet written; nil while empty
 	outp    *[]byte // the pooled buffer out came from
-	outMark int     // where the current response starts in out
+	iov     net.Buffers
+	outMark int // where the current response starts in out
 
 	head head
 	hdr  http.Header
@@ -748,6 +749,35 @@ func (c *conn) flush() error {
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
 	c.outMark = 0
+	if err != nil {
+		c.broken.Store(true)
+	}
+	return err
+}
+
+// BuffersWriter is a connection wrapper that can pass several buffers to
+// one writev(2) of the socket it wraps (net.Buffers does this only for the
+// net package's own conns).
+type BuffersWriter interface {
+	WriteBuffers(v *net.Buffers) (int64, error)
+}
+
+// writeWith writes the pending output followed by p.
+func (c *conn) writeWith(p []byte) error {
+	var err error
+	if len(c.out) == 0 {
+		_, err = c.nc.Write(p)
+	} else {
+		c.iov = append(c.iov[:0], c.out, p)
+		if bw, ok := c.nc.(BuffersWriter); ok {
+			_, err = bw.WriteBuffers(&c.iov)
+		} else {
+			_, err = c.iov.WriteTo(c.nc)
+		}
+		c.iov = c.iov[:0]
+		c.out = c.out[:0]
+		c.outMark = 0
+	}
 	if err != nil {
 		c.broken.Store(true)
 	}

@@ -159,11 +159,9 @@ func (w *response) writeBody(p []byte) error {
 		c.out = append(c.out, '\r', '\n')
 	}
 	if len(p) >= writeBufSize {
-		if err := c.flush(); err != nil {
-			return err
-		}
-		if _, err := c.nc.Write(p); err != nil {
-			c.broken.Store(true)
+		// Large: no copy; what is pending (the head, say) goes with it
+		// in one writev where the connection allows.
+		if err := c.writeWith(p); err != nil {
 			return err
 		}
 	} else {

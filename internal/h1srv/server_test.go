@@ -582,3 +582,26 @@ func TestRequestFields(t *testing.T) {
 }
 
 type ctxKey struct{}
+
+func TestLargeWrites(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("0123456789", 10000)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/length" {
+			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+		}
+		io.WriteString(w, big[:10])
+		io.WriteString(w, big[10:])
+	})})
+	c := dial(t, addr)
+	io.WriteString(c, "GET /length HTTP/1.1\r\nHost: h\r\n\r\nGET /chunked HTTP/1.1\r\nHost: h\r\n\r\n")
+	res := readResponses(t, bufio.NewReader(c), "GET", 2)
+	for i, r := range res {
+		if got := bodyOf(r); got != big {
+			t.Errorf("response %d: %d bytes, want %d", i, len(got), len(big))
+		}
+	}
+	if res[0].ContentLength != int64(len(big)) || len(res[1].TransferEncoding) != 1 {
+		t.Errorf("framing: %d, %v", res[0].ContentLength, res[1].TransferEncoding)
+	}
+}

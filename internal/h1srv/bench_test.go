@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The benchmarks drive one keep-alive connection over loopback with a
@@ -102,4 +103,26 @@ func BenchmarkNetHTTPPipelined16(b *testing.B) {
 	s := &http.Server{Handler: helloHandler}
 	b.Cleanup(func() { s.Close() })
 	benchServe(b, func(ln net.Listener) { s.Serve(ln) }, 16)
+}
+
+// BenchmarkH1srvWatchEvery watches every request for the client leaving,
+// as net/http does (CloseCheckDelay of 1ns instead of 10ms): the cost of
+// the background read.
+func BenchmarkH1srvWatchEvery(b *testing.B) {
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Microsecond) // long enough for the watch to start
+		helloHandler(w, r)
+	}), CloseCheckDelay: time.Nanosecond}
+	b.Cleanup(func() { s.Close() })
+	benchServe(b, func(ln net.Listener) { s.Serve(ln) }, 1)
+}
+
+// BenchmarkH1srvWatchNever is the same handler without the watch.
+func BenchmarkH1srvWatchNever(b *testing.B) {
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Microsecond)
+		helloHandler(w, r)
+	}), CloseCheckDelay: -1}
+	b.Cleanup(func() { s.Close() })
+	benchServe(b, func(ln net.Listener) { s.Serve(ln) }, 1)
 }

@@ -3,8 +3,15 @@ package h1srv
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -605,3 +612,56 @@ func TestLargeWrites(t *testing.T) {
 		t.Errorf("framing: %d, %v", res[0].ContentLength, res[1].TransferEncoding)
 	}
 }
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	cert, err := tls.X509KeyPair(localhostCert, localhostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{IdleTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || !r.TLS.HandshakeComplete {
+			t.Error("Request.TLS not set")
+		}
+		io.WriteString(w, "secure")
+	})}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		if i == 1 {
+			// Past the hand-over to a fresh goroutine, which on TLS
+			// times out of a read rather than a readiness wait.
+			time.Sleep(3 * handoffAfter)
+		}
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		if res := readResponses(t, br, "GET", 1)[0]; bodyOf(res) != "secure" {
+			t.Errorf("request %d: %q", i, bodyOf(res))
+		}
+	}
+}
+
+// localhostCert is a self-signed certificate for 127.0.0.1 and
+// localhost, made at test start.
+var localhostCert, localhostKey = func() ([]byte, []byte) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kd, _ := x509.MarshalPKCS8PrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
+}()

@@ -93,7 +93,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), hdr: make(http.Header, 16)}
+	c := &conn{srv: s, nc: nc, remote: nc.RemoteAddr().String()}
 	switch x := nc.(type) {
 	case ReadWaiter:
 		c.waiter = x
@@ -101,7 +101,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 		c.sw = NewWaiter(x.(syscall.Conn))
 	}
 	c.resp.c = c
-	c.resp.hdr = make(http.Header, 16)
 	return c
 }
 
@@ -159,6 +158,9 @@ func (c *conn) loop(first bool) {
 			return
 		case handOver:
 			handoff = true
+			// What only a request needs is made again for the next one:
+			// an idle connection keeps no maps.
+			c.hdr, c.resp.hdr, c.vals, c.head.fields = nil, nil, nil, nil
 			go c.loop(false)
 			return
 		}
@@ -318,6 +320,9 @@ var chunkedTE = []string{"chunked"}
 // head hs.
 func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 	h := &c.head
+	if c.hdr == nil {
+		c.hdr = make(http.Header, len(h.fields))
+	}
 	hdr := c.hdr
 	clear(hdr)
 	if cap(c.vals) < len(h.fields) {

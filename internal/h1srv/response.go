@@ -47,6 +47,9 @@ type response struct {
 }
 
 func (w *response) reset(r *http.Request, b *body) {
+	if w.hdr == nil {
+		w.hdr = make(http.Header, 8)
+	}
 	clear(w.hdr)
 	*w = response{c: w.c, hdr: w.hdr, req: r, body: b, cl: -1, isHEAD: r.Method == http.MethodHead}
 }

@@ -21,7 +21,7 @@
 //     takes a read buffer from a pool only when bytes are there. Response
 //     bytes collect in a pooled buffer that is written once per response,
 //     or once per batch of pipelined requests. 10,000 idle keep-alive
-//     connections cost about 10 KiB each, goroutine included.
+//     connections cost about 7 KiB each in gatehouse, goroutine included.
 //   - The request head is parsed in place and turned into one string;
 //     header names and values are substrings of it. The http.Request
 //     template, its Header map, URL and the ResponseWriter belong to the

@@ -344,7 +344,10 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 		}
 		p.met.requests.WithLabelValues(m.label, "failed").Inc()
 		if errors.As(err, &de) {
-			return nil, fmt.Errorf("%s: %w: %w", m.name, backend.ErrBackendFailed, de)
+			// err, not de: the transport's error around the dial failure
+			// says whether the request was already sent (h1.Error.Sent),
+			// which decides whether another worker may run it.
+			return nil, fmt.Errorf("%s: %w: %w", m.name, backend.ErrBackendFailed, err)
 		}
 		return nil, fmt.Errorf("%s after %s: %w: %w", m.name, time.Since(start).Round(time.Millisecond), backend.ErrBackendFailed, err)
 	}

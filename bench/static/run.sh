@@ -12,8 +12,12 @@
 #   big    - MB/s for a 10 MB file (sendfile)
 #   memory - RSS of each server after requests for 10,000 distinct 2 KB files
 #
-# gatehouse runs as bench/static/server: static.Server directly on net/http
-# (the proxy's middleware is not in front of it). nginx: Debian package, 2
+# gatehouse is the real binary (`gatehouse run`, built from cmd/gatehouse)
+# with a static mount and the access log off (as nginx's here): its HTTP/1
+# server, the guard and the front's middleware (request id, security
+# headers) all in the path. go-floor is bench/static/server -baseline: the
+# same bytes from a map on Go's net/http, the ceiling of a net/http server.
+# nginx: Debian package, 2
 # workers, sendfile, open_file_cache, gzip_static and the Debian brotli_static
 # module, expires 1y + immutable. Caddy: Debian package, file_server with
 # precompressed br zstd gzip. Everything shares the machine with wrk, so the
@@ -64,10 +68,10 @@ PY
 JQ=/usr/lib/python3/dist-packages/django/contrib/admin/static/admin/js/vendor/jquery/jquery.js
 if [ -f "$JQ" ]; then cp "$JQ" "$S/jquery.js"; else
 	curl -fsSL https://code.jquery.com/jquery-3.7.1.js -o "$S/jquery.js"; fi
-(cd "$REPO" && go build -o "$WORK/gh-static" ./bench/static/server)
+(cd "$REPO" && go build -o "$WORK/gh-static" ./bench/static/server && go build -o "$WORK/gatehouse" ./cmd/gatehouse)
 # Siblings (.br/.zst/.gz) for jquery.js and small.css; the 'many' files,
 # made afterwards, stay plain: the memory phase measures the cache.
-"$WORK/gh-static" -compress "$S" >/dev/null
+"$WORK/gatehouse" compress "$S" >/dev/null
 python3 - "$S" <<'PY'
 import os, sys
 s = sys.argv[1]
@@ -80,7 +84,19 @@ echo "files: small.css $(stat -c %s "$S/small.css") B, jquery.js $(stat -c %s "$
 # --- servers -----------------------------------------------------------------
 GH_PORT=$(freeport); NG_PORT=$(freeport); CD_PORT=$(freeport)
 
-"$WORK/gh-static" -addr 127.0.0.1:$GH_PORT -root "$S" &
+cat > "$WORK/gatehouse.yaml" <<YAML
+server:
+  listen: "127.0.0.1:$GH_PORT"
+static:
+  - url: /static/
+    root: "$S"
+admin:
+  listen: ""
+log:
+  access: false
+  level: warn
+YAML
+"$WORK/gatehouse" run -c "$WORK/gatehouse.yaml" &
 PIDS+=($!); GH_PID=$!
 # The net/http ceiling: same bytes and headers from a map, nothing else.
 BL_PORT=$(freeport)

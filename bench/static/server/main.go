@@ -1,8 +1,8 @@
-// Command server serves a folder with static.Server directly on net/http,
-// for the comparison with nginx and Caddy in bench/static/run.sh. It stands
-// in for `gatehouse run` until the proxy wires static mounts in: the
-// numbers measure the static handler plus net/http, without the front's
-// middleware (request id, access log, rate limit).
+// Command server serves a folder with static.Server directly on net/http.
+// bench/static/run.sh uses its -baseline mode as the "go-floor" (the same
+// bytes from a map on net/http: what a net/http server can do here at
+// best); gatehouse itself is measured as the real `gatehouse run`. The
+// static.Server mode is for profiling the static handler alone.
 //
 //	server -addr 127.0.0.1:8081 -root DIR           # serves DIR at /static/
 //	server -compress DIR                            # writes .br/.zst/.gz siblings

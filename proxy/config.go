@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/ascii"
 	"github.com/gatehouse/gatehouse/internal/conf"
 	"go.yaml.in/yaml/v3"
 )
@@ -123,7 +124,7 @@ func (c *Config) Validate() error {
 		errs.Add("max_uri_bytes", "must be between 256B and max_header_bytes (%s), got %s", c.MaxHeaderBytes, c.MaxURIBytes)
 	}
 	for name := range c.Headers {
-		if !isToken([]byte(name)) {
+		if !ascii.IsToken(name) {
 			errs.Add("headers."+name, "is not a valid header name")
 		}
 	}

@@ -486,7 +486,7 @@ func parseHead(head []byte, maxURI int) (framing, *FramingError) {
 	}
 	method, rl, ok1 := bytes.Cut(line, []byte{' '})
 	target, version, ok2 := bytes.Cut(rl, []byte{' '})
-	if !ok1 || !ok2 || !isToken(method) || len(target) == 0 || bytes.IndexByte(version, ' ') >= 0 {
+	if !ok1 || !ok2 || !ascii.IsToken(method) || len(target) == 0 || bytes.IndexByte(version, ' ') >= 0 {
 		return bad("bad_request_line")
 	}
 	var http10 bool
@@ -570,7 +570,7 @@ func parseHead(head []byte, maxURI int) (framing, *FramingError) {
 		return bad("duplicate_transfer_encoding")
 	case encodings == 1:
 		if !ascii.EqualFold(te, "chunked") {
-			if isToken(te) {
+			if ascii.IsToken(te) {
 				return framing{}, &FramingError{http.StatusNotImplemented, "unsupported_transfer_encoding"}
 			}
 			return bad("bad_transfer_encoding")
@@ -634,37 +634,7 @@ func checkTarget(method, t []byte) string {
 	return ""
 }
 
-func parseChunkSize(line []byte) (int64, bool) {
-	line = trimEOL(line)
-	// chunk-size [ BWS ";" chunk-ext ]
-	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		for _, ch := range line[i+1:] {
-			if ch < ' ' && ch != '\t' || ch == 0x7f {
-				return 0, false
-			}
-		}
-		line = bytes.TrimRight(line[:i], " \t")
-	}
-	if len(line) == 0 || len(line) > 15 {
-		return 0, false
-	}
-	var n int64
-	for _, ch := range line {
-		var v byte
-		switch {
-		case ch >= '0' && ch <= '9':
-			v = ch - '0'
-		case ch >= 'a' && ch <= 'f':
-			v = ch - 'a' + 10
-		case ch >= 'A' && ch <= 'F':
-			v = ch - 'A' + 10
-		default:
-			return 0, false
-		}
-		n = n<<4 | int64(v)
-	}
-	return n, true
-}
+func parseChunkSize(line []byte) (int64, bool) { return ascii.ParseChunkSize(trimEOL(line)) }
 
 func parseContentLength(v []byte) (int64, bool) {
 	if len(v) == 0 || len(v) > 18 {
@@ -685,7 +655,7 @@ func parseContentLength(v []byte) (int64, bool) {
 // characters, spaces, tabs and obs-text (RFC 9110 5.5), no other controls.
 func validFieldLine(line []byte) bool {
 	i := bytes.IndexByte(line, ':')
-	if i <= 0 || !isToken(line[:i]) {
+	if i <= 0 || !ascii.IsToken(line[:i]) {
 		return false
 	}
 	for _, ch := range line[i+1:] {
@@ -723,33 +693,6 @@ func isDigit(ch byte) bool { return ch >= '0' && ch <= '9' }
 
 func isHex(ch byte) bool {
 	return ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f' || ch >= 'A' && ch <= 'F'
-}
-
-// tchar per RFC 9110 5.6.2.
-var tchar = func() (t [256]bool) {
-	for ch := '0'; ch <= '9'; ch++ {
-		t[ch] = true
-	}
-	for ch := 'a'; ch <= 'z'; ch++ {
-		t[ch] = true
-		t[ch-'a'+'A'] = true
-	}
-	for _, ch := range "!#$%&'*+-.^_`|~" {
-		t[ch] = true
-	}
-	return t
-}()
-
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, ch := range b {
-		if !tchar[ch] {
-			return false
-		}
-	}
-	return true
 }
 
 // framingErrorOf returns the guard's error inside err, if any.

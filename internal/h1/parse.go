@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/textproto"
+
+	"github.com/gatehouse/gatehouse/internal/ascii"
 )
 
 // parseHead reads the common response head straight from br's buffer:
@@ -98,7 +100,7 @@ func parseHeadBlock(br *bufio.Reader, r *http.Request) (hd *head, ok bool) {
 		if colon <= 0 {
 			return nil, false
 		}
-		v := trimOWS(line[colon+1:])
+		v := ascii.TrimOWS(line[colon+1:])
 		if !cleanLine(v) {
 			return nil, false
 		}
@@ -167,16 +169,6 @@ func cleanLine[T string | []byte](b T) bool {
 		}
 	}
 	return true
-}
-
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // parseLength accepts 1 to 18 digits, no sign, no spaces: anything else is

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/ascii"
 )
 
 // body reads a request body (Content-Length or chunked) from the
@@ -133,7 +135,7 @@ func (b *body) readChunked(p []byte) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			size, ok := parseChunkSize(line)
+			size, ok := ascii.ParseChunkSize(line)
 			if !ok {
 				return 0, ErrBodyFraming
 			}
@@ -197,7 +199,7 @@ func (b *body) line() ([]byte, error) {
 
 func (b *body) addTrailer(line []byte) error {
 	i := bytes.IndexByte(line, ':')
-	if i <= 0 || !isToken(line[:i]) {
+	if i <= 0 || !ascii.IsToken(line[:i]) {
 		return ErrBodyFraming
 	}
 	b.lineBuf += len(line)
@@ -226,11 +228,11 @@ func (b *body) declareTrailers(h http.Header) {
 		for v != "" {
 			var name string
 			if i := indexByteString(v, ','); i >= 0 {
-				name, v = trimOWS(v[:i]), v[i+1:]
+				name, v = ascii.TrimOWS(v[:i]), v[i+1:]
 			} else {
-				name, v = trimOWS(v), ""
+				name, v = ascii.TrimOWS(v), ""
 			}
-			if !isTokenString(name) {
+			if !ascii.IsToken(name) {
 				continue
 			}
 			if b.trailer == nil {
@@ -239,31 +241,6 @@ func (b *body) declareTrailers(h http.Header) {
 			b.trailer[http.CanonicalHeaderKey(name)] = nil
 		}
 	}
-}
-
-func parseChunkSize(line []byte) (int64, bool) {
-	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		line = bytes.TrimRight(line[:i], " \t")
-	}
-	if len(line) == 0 || len(line) > 15 {
-		return 0, false
-	}
-	var n int64
-	for _, ch := range line {
-		var v byte
-		switch {
-		case ch >= '0' && ch <= '9':
-			v = ch - '0'
-		case ch >= 'a' && ch <= 'f':
-			v = ch - 'a' + 10
-		case ch >= 'A' && ch <= 'F':
-			v = ch - 'A' + 10
-		default:
-			return 0, false
-		}
-		n = n<<4 | int64(v)
-	}
-	return n, true
 }
 
 // Close stops further reads; what is left is read away (or the

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/ascii"
 )
 
 // Connection states, for Shutdown: only an idle connection may be closed
@@ -359,8 +361,8 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 			}
 		case "Transfer-Encoding":
 			encodings++
-			if !equalFold(val, "chunked") {
-				if isTokenString(val) {
+			if !ascii.EqualFold(val, "chunked") {
+				if ascii.IsToken(val) {
 					return nil, &parseError{http.StatusNotImplemented, "unsupported Transfer-Encoding"}
 				}
 				return nil, &parseError{http.StatusBadRequest, "bad Transfer-Encoding"}
@@ -370,7 +372,7 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 			conClose = conClose || hasToken(val, "close")
 			conKeep = conKeep || hasToken(val, "keep-alive")
 		case "Expect":
-			if !equalFold(val, "100-continue") {
+			if !ascii.EqualFold(val, "100-continue") {
 				return nil, &parseError{http.StatusExpectationFailed, "unsupported Expect"}
 			}
 			expect = h.minor == 1

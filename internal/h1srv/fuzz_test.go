@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/ascii"
 )
 
 var fuzzSeeds = []string{
@@ -45,11 +47,11 @@ func FuzzParseHead(f *testing.F) {
 		if parseHead(b[:end], &h) != nil {
 			return
 		}
-		if !isToken(b[h.method[0]:h.method[1]]) {
+		if !ascii.IsToken(b[h.method[0]:h.method[1]]) {
 			t.Fatalf("method %q", b[h.method[0]:h.method[1]])
 		}
 		for _, fl := range h.fields {
-			if !isToken(b[fl.ns:fl.ne]) {
+			if !ascii.IsToken(b[fl.ns:fl.ne]) {
 				t.Fatalf("name %q", b[fl.ns:fl.ne])
 			}
 			if v := b[fl.vs:fl.ve]; bytes.ContainsAny(v, "\r\n\x00") {

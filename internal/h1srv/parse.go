@@ -3,6 +3,8 @@ package h1srv
 import (
 	"bytes"
 	"net/http"
+
+	"github.com/gatehouse/gatehouse/internal/ascii"
 )
 
 // field locates one header field line in a request head: the name and
@@ -95,7 +97,7 @@ func parseHead(b []byte, h *head) *parseError {
 	}
 	// request-line = method SP request-target SP HTTP-version
 	sp1 := bytes.IndexByte(line, ' ')
-	if sp1 <= 0 || !isToken(line[:sp1]) {
+	if sp1 <= 0 || !ascii.IsToken(line[:sp1]) {
 		return errBadRequestLine
 	}
 	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
@@ -138,7 +140,7 @@ func parseHead(b []byte, h *head) *parseError {
 			return errObsFold
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
+		if colon <= 0 || !ascii.IsToken(line[:colon]) {
 			return errBadField
 		}
 		vs, ve := colon+1, len(line)
@@ -196,45 +198,6 @@ func canonicalize(name []byte) {
 
 func isDigit(ch byte) bool { return '0' <= ch && ch <= '9' }
 
-// tchar per RFC 9110 5.6.2.
-var tchar = func() (t [256]bool) {
-	for ch := '0'; ch <= '9'; ch++ {
-		t[ch] = true
-	}
-	for ch := 'a'; ch <= 'z'; ch++ {
-		t[ch] = true
-		t[ch-'a'+'A'] = true
-	}
-	for _, ch := range "!#$%&'*+-.^_`|~" {
-		t[ch] = true
-	}
-	return t
-}()
-
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, ch := range b {
-		if !tchar[ch] {
-			return false
-		}
-	}
-	return true
-}
-
-func isTokenString(s string) bool {
-	if len(s) == 0 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tchar[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
 // parseContentLength accepts 1*DIGIT, at most 18 of them (no overflow).
 func parseContentLength(v string) (int64, bool) {
 	if len(v) == 0 || len(v) > 18 {
@@ -261,7 +224,7 @@ func hasToken(v, tok string) bool {
 		} else {
 			item, v = v, ""
 		}
-		if equalFold(trimOWS(item), tok) {
+		if ascii.EqualFold(ascii.TrimOWS(item), tok) {
 			return true
 		}
 	}
@@ -275,33 +238,4 @@ func indexByteString(s string, c byte) int {
 		}
 	}
 	return -1
-}
-
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

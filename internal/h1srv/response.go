@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/gatehouse/gatehouse/internal/ascii"
 )
 
 // pendMax is how much body a handler may write, without having set a
@@ -286,7 +288,7 @@ func (w *response) appendFields(noLength bool) {
 		c.appendOut("")
 	}
 	for k, vs := range w.hdr {
-		if !isTokenString(k) {
+		if !ascii.IsToken(k) {
 			continue
 		}
 		if noLength && k == "Content-Length" {
@@ -302,7 +304,7 @@ func (w *response) appendFields(noLength bool) {
 }
 
 func appendValue(dst []byte, v string) []byte {
-	v = trimOWS(v)
+	v = ascii.TrimOWS(v)
 	for i := 0; i < len(v); i++ {
 		if ch := v[i]; ch == '\r' || ch == '\n' {
 			for j := 0; j < len(v); j++ {
@@ -351,12 +353,12 @@ func (w *response) appendTrailers() {
 		for v != "" {
 			var name string
 			if i := indexByteString(v, ','); i >= 0 {
-				name, v = trimOWS(v[:i]), v[i+1:]
+				name, v = ascii.TrimOWS(v[:i]), v[i+1:]
 			} else {
-				name, v = trimOWS(v), ""
+				name, v = ascii.TrimOWS(v), ""
 			}
 			name = http.CanonicalHeaderKey(name)
-			if !isTokenString(name) {
+			if !ascii.IsToken(name) {
 				continue
 			}
 			for _, val := range w.hdr[name] {
@@ -370,7 +372,7 @@ func (w *response) appendTrailers() {
 	for k, vs := range w.hdr {
 		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
 			name := k[len(http.TrailerPrefix):]
-			if !isTokenString(name) {
+			if !ascii.IsToken(name) {
 				continue
 			}
 			for _, val := range vs {

@@ -22,13 +22,14 @@
 //     guard like plain HTTP); acme-tls/1 handshakes answer TLS-ALPN-01
 //     challenges and end there. TLS 1.2 and 1.3, AEAD suites only.
 //  1. accept, then the guard (guard.go): gatehouse's own HTTP/1.x framing
-//     parser checks every request head and chunked body before net/http
-//     sees it. Content-Length with Transfer-Encoding, obs-folded or invalid
+//     parser checks every request head and chunked body before the HTTP/1
+//     server (internal/h1srv) sees it. Content-Length with Transfer-Encoding, obs-folded or invalid
 //     header fields, bare CR, absolute-form or odd targets, dot segments,
 //     HTTP/1.1 without Host and the like are refused with 4xx and the
 //     connection closed; they never reach an app.
-//  2. net/http limits: read_header_timeout, idle_timeout, max_header_bytes
-//     (431), max_uri_bytes (414).
+//  2. server limits (internal/h1srv; net/http's for HTTP/2):
+//     read_header_timeout, idle_timeout, max_header_bytes (431),
+//     max_uri_bytes (414). An idle HTTP/1 connection holds no buffer.
 //  3. request id: X-Request-ID from a trusted proxy, otherwise generated;
 //     returned on the response and passed to the app.
 //  4. client IP: X-Forwarded-For is walked right to left from the direct
@@ -50,7 +51,9 @@
 //     map to 503 (queue full or timed out, with Retry-After), 504 (app
 //     timeout) and 502 (app down or broken) in one function, statusFor.
 //     An X-Accel-Redirect or X-Sendfile from the app is served from an
-//     internal static mount.
+//     internal static mount. The response is flushed whenever the app has
+//     nothing more ready, so a small one goes out in one write and a
+//     stream as it comes; 1xx (103 Early Hints) and upgrades pass through.
 //  9. response: security headers (X-Content-Type-Options, Referrer-Policy,
 //     X-Frame-Options, plus server.headers) unless the response has its
 //     own; then the access log line and metrics.

@@ -13,9 +13,8 @@ import (
 	"os"
 	"runtime/debug"
 
-	"github.com/gatehouse/gatehouse/static"
-
 	"github.com/gatehouse/gatehouse/internal/conf"
+	"github.com/gatehouse/gatehouse/static"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".

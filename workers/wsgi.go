@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/ascii"
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
@@ -370,25 +371,8 @@ func allEqual(vs []string) bool {
 	return true
 }
 
-func validHeaderName(k string) bool {
-	if len(k) == 0 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if !tokenChar[k[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// tokenChar says which bytes RFC 9110 allows in a header name (a token).
-var tokenChar = func() (t [256]bool) {
-	for c := '!'; c < 0x7f; c++ {
-		t[c] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c)
-	}
-	return t
-}()
+// validHeaderName: a header name is an RFC 9110 token.
+func validHeaderName(k string) bool { return ascii.IsToken(k) }
 
 func validHeaderValue(v string) bool {
 	for i := 0; i < len(v); i++ {

@@ -154,23 +154,6 @@ wait_up $CADDY_PORT
 wait_up $UWSGI_PORT
 wait_up $GH_PORT
 
-# tree_mem PID: "rss_kib pss_kib" summed over the process and its descendants.
-tree_mem() {
-	local all=$1 frontier=$1 next
-	while [ -n "$frontier" ]; do
-		next=$(for p in $frontier; do ps -o pid= --ppid "$p" || true; done | tr -s ' \n' ' ')
-		all="$all $next"
-		frontier=$(echo $next)
-	done
-	local rss=0 pss=0
-	for p in $all; do
-		[ -r /proc/$p/smaps_rollup ] || continue
-		read -r r s < <(awk '/^Rss:/{r=$2} /^Pss:/{s=$2} END{print r, s}' /proc/$p/smaps_rollup)
-		rss=$((rss + r)); pss=$((pss + s))
-	done
-	echo "$rss $pss"
-}
-
 # tree_pids PID: the process and its descendants.
 tree_pids() {
 	local all=$1 frontier=$1 next
@@ -181,6 +164,18 @@ tree_pids() {
 	done
 	echo $all
 }
+
+# tree_mem PID: "rss_kib pss_kib" summed over the process and its descendants.
+tree_mem() {
+	local rss=0 pss=0 p r s
+	for p in $(tree_pids "$1"); do
+		[ -r /proc/$p/smaps_rollup ] || continue
+		read -r r s < <(awk '/^Rss:/{r=$2} /^Pss:/{s=$2} END{print r, s}' /proc/$p/smaps_rollup)
+		rss=$((rss + r)); pss=$((pss + s))
+	done
+	echo "$rss $pss"
+}
+
 # cpu_ticks PID...: user+system clock ticks used so far, summed.
 cpu_ticks() {
 	local t=0 u s

@@ -224,23 +224,12 @@ func (b *body) addTrailer(line []byte) error {
 // announced (net/http does the same: the keys are there, the values come
 // at the end of the body).
 func (b *body) declareTrailers(h http.Header) {
-	for _, v := range h["Trailer"] {
-		for v != "" {
-			var name string
-			if i := indexByteString(v, ','); i >= 0 {
-				name, v = ascii.TrimOWS(v[:i]), v[i+1:]
-			} else {
-				name, v = ascii.TrimOWS(v), ""
-			}
-			if !ascii.IsToken(name) {
-				continue
-			}
-			if b.trailer == nil {
-				b.trailer = make(http.Header)
-			}
-			b.trailer[http.CanonicalHeaderKey(name)] = nil
+	trailerNames(h["Trailer"], func(name string) {
+		if b.trailer == nil {
+			b.trailer = make(http.Header)
 		}
-	}
+		b.trailer[http.CanonicalHeaderKey(name)] = nil
+	})
 }
 
 // Close stops further reads; what is left is read away (or the
@@ -329,14 +318,5 @@ func (c *conn) fillRead() error {
 		c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
 		c.rpos = 0
 	}
-	for {
-		n, err := c.nc.Read(c.rbuf[c.rend:])
-		c.rend += n
-		if n > 0 {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
+	return c.readMore()
 }

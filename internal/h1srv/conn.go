@@ -728,6 +728,12 @@ func (c *conn) fill() error {
 			}
 		}
 	}
+	return c.readMore()
+}
+
+// readMore reads into the free end of the read buffer until at least one
+// byte arrives (a zero-byte read without an error is retried).
+func (c *conn) readMore() error {
 	for {
 		n, err := c.nc.Read(c.rbuf[c.rend:])
 		c.rend += n

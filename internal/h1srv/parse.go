@@ -231,6 +231,24 @@ func hasToken(v, tok string) bool {
 	return false
 }
 
+// trailerNames calls fn with each token named in the Trailer field values
+// (a comma-separated list, RFC 9110 6.6.2); anything else is skipped.
+func trailerNames(values []string, fn func(name string)) {
+	for _, v := range values {
+		for v != "" {
+			var name string
+			if i := indexByteString(v, ','); i >= 0 {
+				name, v = ascii.TrimOWS(v[:i]), v[i+1:]
+			} else {
+				name, v = ascii.TrimOWS(v), ""
+			}
+			if ascii.IsToken(name) {
+				fn(name)
+			}
+		}
+	}
+}
+
 func indexByteString(s string, c byte) int {
 	for i := 0; i < len(s); i++ {
 		if s[i] == c {

@@ -349,37 +349,22 @@ func (w *response) finish() bool {
 
 func (w *response) appendTrailers() {
 	c := w.c
-	for _, v := range w.hdr["Trailer"] {
-		for v != "" {
-			var name string
-			if i := indexByteString(v, ','); i >= 0 {
-				name, v = ascii.TrimOWS(v[:i]), v[i+1:]
-			} else {
-				name, v = ascii.TrimOWS(v), ""
-			}
-			name = http.CanonicalHeaderKey(name)
-			if !ascii.IsToken(name) {
-				continue
-			}
-			for _, val := range w.hdr[name] {
-				c.out = append(c.out, name...)
-				c.out = append(c.out, ':', ' ')
-				c.out = appendValue(c.out, val)
-				c.out = append(c.out, '\r', '\n')
-			}
+	field := func(name string, vals []string) {
+		for _, val := range vals {
+			c.out = append(c.out, name...)
+			c.out = append(c.out, ':', ' ')
+			c.out = appendValue(c.out, val)
+			c.out = append(c.out, '\r', '\n')
 		}
 	}
+	trailerNames(w.hdr["Trailer"], func(name string) {
+		name = http.CanonicalHeaderKey(name)
+		field(name, w.hdr[name])
+	})
 	for k, vs := range w.hdr {
 		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
-			name := k[len(http.TrailerPrefix):]
-			if !ascii.IsToken(name) {
-				continue
-			}
-			for _, val := range vs {
-				c.out = append(c.out, name...)
-				c.out = append(c.out, ':', ' ')
-				c.out = appendValue(c.out, val)
-				c.out = append(c.out, '\r', '\n')
+			if name := k[len(http.TrailerPrefix):]; ascii.IsToken(name) {
+				field(name, vs)
 			}
 		}
 	}

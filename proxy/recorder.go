@@ -42,6 +42,11 @@ func (r *recorder) clientIP(info *reqinfo.Info) string {
 // (see exchange in front.go).
 func (r *recorder) init(w http.ResponseWriter, f *front) {
 	r.w, r.rc, r.f, r.sendTO = w, *http.NewResponseController(w), f, f.cfg.SendTimeout.D()
+	if m, ok := w.(interface{ ManagesSendTimeout() bool }); ok && m.ManagesSendTimeout() {
+		// The HTTP/1 server bounds every write itself, cheaper than a
+		// deadline moved per response (internal/h1srv's clock.go).
+		r.sendTO = 0
+	}
 }
 
 func (r *recorder) Header() http.Header { return r.w.Header() }

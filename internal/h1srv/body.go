@@ -105,6 +105,9 @@ func (b *body) readCounted(p []byte) (int, error) {
 		return n, nil
 	}
 	n, err := c.nc.Read(p)
+	for n == 0 && err != nil && c.spurious(err) {
+		n, err = c.nc.Read(p)
+	}
 	b.remaining -= int64(n)
 	if n > 0 {
 		return n, nil

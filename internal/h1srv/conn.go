@@ -89,9 +89,16 @@ type conn struct {
 	watchEnd  chan struct{} // closed when the watch goroutine returns
 	gone      bool          // the watch saw the client leave
 	cancel    context.CancelFunc
-	timer     *time.Timer
 	hijacked  bool
-	readDLSet bool // a read deadline may be set
+	readDLSet bool // a read deadline may be set on the socket
+
+	// Lazy bounds, in the server's coarse clock (see clock.go); 0: none.
+	readBy     atomic.Int64 // reads fail after this
+	watchAt    atomic.Int64 // the close watch starts after this
+	kicked     atomic.Bool  // the sweeper set a past read deadline
+	userReadBy atomic.Int64 // the handler's own read deadline, Unix ns
+	writeBy    int64        // the socket's write deadline (SendTimeout)
+	userWrite  bool         // the handler set a write deadline itself
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -188,9 +195,6 @@ func (c *conn) cleanup() {
 	}
 	c.releaseRead()
 	c.releaseOut()
-	if c.timer != nil {
-		c.timer.Stop()
-	}
 	c.srv.trackConn(c, false)
 }
 
@@ -215,7 +219,7 @@ func (c *conn) serveOne(first, fresh bool) outcome {
 			// read buffer, for handoffAfter; most keep-alive clients send
 			// their next request within it, and this costs one system
 			// call less than the wait below. Then see loop.
-			c.setReadDeadline(time.Now().Add(handoffAfter))
+			c.setReadBy(s.after(handoffAfter))
 			if err := c.fill(); err != nil {
 				if isTimeout(err) && c.rpos == c.rend {
 					return handOver
@@ -225,12 +229,12 @@ func (c *conn) serveOne(first, fresh bool) outcome {
 			if !c.state.CompareAndSwap(stateIdle, stateActive) {
 				return stop // Shutdown closed it
 			}
-			if s.ReadHeaderTimeout > 0 {
-				c.setReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
-			} else {
-				c.setReadDeadline(time.Time{})
-			}
+			c.readBy.Store(c.headBy())
 		} else {
+			c.readBy.Store(0)
+			if c.kicked.Swap(false) {
+				c.readDLSet = true // the socket has the kick's deadline
+			}
 			c.releaseRead()
 			if !first {
 				if d > 0 {
@@ -254,11 +258,7 @@ func (c *conn) serveOne(first, fresh bool) outcome {
 		}
 	} else {
 		c.state.Store(stateActive)
-		if s.ReadHeaderTimeout > 0 {
-			c.setReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
-		} else if c.readDLSet {
-			c.setReadDeadline(time.Time{})
-		}
+		c.setReadBy(c.headBy())
 	}
 
 	// Find the end of the head, reading more as needed.
@@ -520,9 +520,10 @@ func (c *conn) handle(tmpl *http.Request) bool {
 			return false
 		}
 	}
+	// The head is in; the body and the handler have their own bounds
+	// (net/http clears the header deadline here too).
+	c.readBy.Store(0)
 	if c.readDLSet {
-		// The head is in; the body and the handler have their own
-		// bounds (net/http clears the header deadline here too).
 		c.setReadDeadline(time.Time{})
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -546,18 +547,16 @@ func (c *conn) handle(tmpl *http.Request) bool {
 		if d == 0 {
 			d = defaultCloseDelay
 		}
-		if c.timer == nil {
-			c.timer = time.AfterFunc(d, c.watchTimer)
-		} else {
-			c.timer.Reset(d)
-		}
+		c.watchAt.Store(s.after(d))
 	}
 
 	panicked := c.runHandler(w, r)
 
-	if c.timer != nil {
-		c.timer.Stop()
+	c.watchAt.Store(0)
+	if c.userWrite {
+		c.userWrite, c.writeBy = false, 0
 	}
+	c.userReadBy.Store(0)
 	c.mu.Lock()
 	c.handling = false
 	hijacked := c.hijacked
@@ -740,10 +739,18 @@ func (c *conn) readMore() error {
 		if n > 0 {
 			return nil
 		}
-		if err != nil {
+		if err != nil && !c.spurious(err) {
 			return err
 		}
 	}
+}
+
+// headBy is the lazy bound for reading a request head.
+func (c *conn) headBy() int64 {
+	if d := c.srv.ReadHeaderTimeout; d > 0 {
+		return c.srv.after(d)
+	}
+	return 0
 }
 
 func (c *conn) appendOut(s string) {
@@ -759,6 +766,7 @@ func (c *conn) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
+	c.moveWriteDeadline()
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
 	c.outMark = 0
@@ -778,6 +786,7 @@ type BuffersWriter interface {
 // writeWith writes the pending output followed by p.
 func (c *conn) writeWith(p []byte) error {
 	var err error
+	c.moveWriteDeadline()
 	if len(c.out) == 0 {
 		_, err = c.nc.Write(p)
 	} else {

@@ -410,6 +410,13 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	if err := c.flush(); err != nil {
 		return 0, err
 	}
+	if st := c.srv.SendTimeout; st > 0 && !c.userWrite {
+		// sendfile(2) runs as one call, so there is no point between
+		// writes to move the deadline: give the whole file sixty send
+		// timeouts (an hour by default), enough for a large file on a
+		// slow link, still finite for a client that stopped reading.
+		c.setWriteBy(c.srv.nowNanos() + 60*int64(st))
+	}
 	n, err := rf.ReadFrom(io.LimitReader(src, w.cl-w.written))
 	w.written += n
 	if err != nil {
@@ -464,10 +471,25 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // http.ResponseController calls.
 func (w *response) SetReadDeadline(t time.Time) error {
 	w.c.readDLSet = true
+	var u int64
+	if !t.IsZero() {
+		u = max(t.UnixNano(), 1)
+	}
+	w.c.userReadBy.Store(u)
 	return w.c.nc.SetReadDeadline(t)
 }
 
-func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
+// SetWriteDeadline replaces SendTimeout's bound for the rest of the
+// response.
+func (w *response) SetWriteDeadline(t time.Time) error {
+	w.c.userWrite = true
+	return w.c.nc.SetWriteDeadline(t)
+}
+
+// ManagesSendTimeout tells a wrapper that the server bounds every write
+// with SendTimeout itself, so it need not move write deadlines per
+// response.
+func (w *response) ManagesSendTimeout() bool { return w.c.srv.SendTimeout > 0 }
 
 // EnableFullDuplex is a no-op: this server never consumes the request
 // body on the handler's behalf when the response starts, so reads and

@@ -28,6 +28,11 @@ type Server struct {
 	// request head. Zero means no limit; handlers may move it with
 	// http.ResponseController.SetWriteDeadline.
 	WriteTimeout time.Duration
+	// SendTimeout bounds each write to the client, like nginx's
+	// send_timeout: a client that takes longer to accept one write of the
+	// response fails it and loses the connection. A file sent with
+	// sendfile(2) gets sixty times as long. Zero means no limit.
+	SendTimeout time.Duration
 	// MaxHeaderBytes bounds the request line plus header fields; a larger
 	// head gets 431. Zero means 1 MiB (net/http's default).
 	MaxHeaderBytes int
@@ -60,6 +65,8 @@ type Server struct {
 	done      chan struct{} // closed by Shutdown and Close, for accept back-off
 	onceDone  sync.Once
 	onceClose sync.Once
+	clk       clock
+	sweepOnce sync.Once
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is
@@ -174,6 +181,7 @@ func (s *Server) serveConn(base context.Context, nc net.Conn) {
 		}
 	}
 	c.ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
+	s.startSweeper()
 	if !s.trackConn(c, true) {
 		nc.Close()
 		return

@@ -129,6 +129,7 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 		Handler:           h,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
 		IdleTimeout:       cfg.IdleTimeout.D(),
+		SendTimeout:       cfg.SendTimeout.D(),
 		// The guard enforces the exact limit with a clear answer; this
 		// only backs it up, with room for the guard's own verdict request.
 		MaxHeaderBytes: int(cfg.MaxHeaderBytes) + 1024,

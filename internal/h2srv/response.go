@@ -1,0 +1,445 @@
+package h2srv
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// bufMax is how much body a handler may write before the response goes
+// out: a response that ends within it gets an exact Content-Length and
+// leaves in one piece with its HEADERS.
+const bufMax = 8 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufMax); return &b }}
+
+func getBuf() []byte  { return (*bufPool.Get().(*[]byte))[:0] }
+func putBuf(b []byte) { b = b[:0]; bufPool.Put(&b) }
+
+// responseWriter is the http.ResponseWriter of one stream. It implements
+// http.Flusher and the methods http.ResponseController looks for
+// (FlushError, SetReadDeadline, SetWriteDeadline, EnableFullDuplex).
+type responseWriter struct {
+	st  *stream
+	req *http.Request
+	hdr http.Header
+
+	status      int
+	wroteHeader bool // the status is fixed
+	sentHeader  bool // HEADERS went out (under c.mu)
+	isHEAD      bool
+	bodyOK      bool  // the status allows a body
+	cl          int64 // Content-Length the handler set, -1 if none
+	written     int64
+	buf         []byte // body not yet sent
+	err         error
+}
+
+func (w *responseWriter) reset(r *http.Request) {
+	w.req = r
+	w.status = 0
+	w.wroteHeader, w.sentHeader = false, false
+	w.isHEAD = r.Method == http.MethodHead
+	w.cl = -1
+	w.written = 0
+	w.err = nil
+}
+
+func (w *responseWriter) Header() http.Header { return w.hdr }
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code < 200 {
+		if code == http.StatusSwitchingProtocols {
+			return // no upgrades in HTTP/2
+		}
+		// An informational response (103 Early Hints) goes out at once,
+		// with the header as it is now.
+		c := w.st.c
+		c.mu.Lock()
+		if !w.st.reset && !c.closing {
+			start := c.beginHeadersLocked(w.st.id, 0)
+			c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(code)})
+			w.writeFieldsLocked(false)
+			c.endHeadersLocked(start)
+			c.wakeWriter()
+		}
+		c.mu.Unlock()
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	w.bodyOK = bodyAllowed(code)
+	if v := w.hdr["Content-Length"]; len(v) > 0 {
+		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
+			w.cl = n
+		} else {
+			delete(w.hdr, "Content-Length")
+		}
+	}
+}
+
+func bodyAllowed(code int) bool {
+	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.bodyOK {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.written += int64(len(p))
+	if w.cl >= 0 && w.written > w.cl {
+		return 0, http.ErrContentLength
+	}
+	if w.isHEAD {
+		return len(p), nil
+	}
+	if w.buf == nil {
+		w.buf = getBuf()
+	}
+	if len(w.buf)+len(p) <= bufMax {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	if err := w.send(p, false, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w *responseWriter) WriteString(s string) (int, error) {
+	if w.buf != nil && len(w.buf)+len(s) <= bufMax && w.wroteHeader && w.bodyOK && !w.isHEAD && w.err == nil &&
+		(w.cl < 0 || w.written+int64(len(s)) <= w.cl) {
+		w.written += int64(len(s))
+		w.buf = append(w.buf, s...)
+		return len(s), nil
+	}
+	return w.Write([]byte(s))
+}
+
+// send puts out the HEADERS if not yet sent, the buffered body and p;
+// final means the handler returned.
+func (w *responseWriter) send(p []byte, final, flush bool) error {
+	st := w.st
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.reset || c.closing {
+		w.dropBuf()
+		if st.reset {
+			w.err = errStreamReset
+		} else {
+			w.err = errConnClosed
+		}
+		return w.err
+	}
+	var trailers bool
+	if final {
+		trailers = w.hasTrailers()
+	}
+	if !w.sentHeader {
+		end := final && len(w.buf) == 0 && len(p) == 0 && !trailers
+		start := c.beginHeadersLocked(st.id, 0)
+		if end {
+			c.wbuf[start+4] |= flagEndStream
+		}
+		c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(w.status)})
+		w.writeFieldsLocked(true)
+		if w.cl < 0 && final && w.bodyOK && (w.written > 0 || !w.isHEAD) {
+			c.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(w.written, 10)})
+		}
+		if _, ok := w.hdr["Content-Type"]; !ok && w.bodyOK && len(w.hdr["Content-Encoding"]) == 0 {
+			var sniff []byte
+			if len(w.buf) > 0 {
+				sniff = w.buf
+			} else {
+				sniff = p
+			}
+			if len(sniff) > 0 {
+				c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: http.DetectContentType(sniff)})
+			}
+		}
+		c.endHeadersLocked(start)
+		w.sentHeader = true
+		if end {
+			c.sentEndLocked(st)
+			c.wakeWriter()
+			return nil
+		}
+	}
+	endData := final && !trailers
+	var err error
+	if len(w.buf) > 0 {
+		err = c.sendDataLocked(st, w.buf, endData && len(p) == 0)
+		w.buf = w.buf[:0]
+	}
+	if err == nil && (len(p) > 0 || endData && !st.sendClosed) {
+		err = c.sendDataLocked(st, p, endData)
+	}
+	if err == nil && trailers {
+		start := c.beginHeadersLocked(st.id, flagEndStream)
+		w.writeTrailersLocked()
+		c.endHeadersLocked(start)
+		c.sentEndLocked(st)
+	}
+	if final || flush || len(c.wbuf) >= wbufMax {
+		c.wakeWriter()
+	}
+	if err != nil {
+		w.err = err
+	}
+	return err
+}
+
+func (w *responseWriter) dropBuf() {
+	if w.buf != nil {
+		w.buf = w.buf[:0]
+	}
+}
+
+// finish completes the response after the handler returned.
+func (w *responseWriter) finish() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err == nil {
+		if w.cl >= 0 && w.written < w.cl && w.bodyOK && !w.isHEAD {
+			// Fewer bytes than the Content-Length promised: the client
+			// must not take the response as complete.
+			c := w.st.c
+			c.mu.Lock()
+			if !w.st.reset {
+				c.resetLocked(w.st.id, ErrCodeInternal)
+				c.wakeWriter()
+			}
+			c.mu.Unlock()
+		} else {
+			_ = w.send(nil, true, false)
+		}
+	}
+	if w.buf != nil {
+		putBuf(w.buf)
+		w.buf = nil
+	}
+	// A response cut short (write deadline, failed write) ends the stream
+	// so that the client does not wait for the rest.
+	c := w.st.c
+	c.mu.Lock()
+	if !w.st.sendClosed && !w.st.reset && !c.closing {
+		c.resetLocked(w.st.id, ErrCodeInternal)
+		c.wakeWriter()
+	}
+	c.mu.Unlock()
+}
+
+// connection-specific fields, never sent in HTTP/2 (section 8.2.2).
+func connSpecific(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// writeFieldsLocked encodes the header map; final adds Date.
+func (w *responseWriter) writeFieldsLocked(final bool) {
+	c := w.st.c
+	for k, vv := range w.hdr {
+		if strings.HasPrefix(k, http.TrailerPrefix) || connSpecific(k) {
+			continue
+		}
+		name := c.lowerName(k)
+		if name == "" {
+			continue
+		}
+		for _, v := range vv {
+			if validFieldValue(v) {
+				c.enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			}
+		}
+	}
+	if _, ok := w.hdr["Date"]; !ok && final {
+		c.enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
+	}
+}
+
+// hasTrailers reports whether the handler set trailer fields: declared in
+// Trailer, or with the http.TrailerPrefix.
+func (w *responseWriter) hasTrailers() bool {
+	for k, vv := range w.hdr {
+		if len(vv) > 0 && strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	for _, v := range w.hdr["Trailer"] {
+		for k := range strings.SplitSeq(v, ",") {
+			if vv := w.hdr[http.CanonicalHeaderKey(strings.TrimSpace(k))]; len(vv) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (w *responseWriter) writeTrailersLocked() {
+	c := w.st.c
+	emit := func(k string, vv []string) {
+		if connSpecific(k) {
+			return
+		}
+		name := c.lowerName(k)
+		if name == "" {
+			return
+		}
+		for _, v := range vv {
+			if validFieldValue(v) {
+				c.enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			}
+		}
+	}
+	for k, vv := range w.hdr {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			emit(http.CanonicalHeaderKey(k[len(http.TrailerPrefix):]), vv)
+		}
+	}
+	for _, v := range w.hdr["Trailer"] {
+		for k := range strings.SplitSeq(v, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			if _, dup := w.hdr[http.TrailerPrefix+k]; !dup {
+				emit(k, w.hdr[k])
+			}
+		}
+	}
+}
+
+// lowerName returns the HTTP/2 field name of header key k, or "" if k is
+// not a valid field name.
+func (c *conn) lowerName(k string) string {
+	if n, ok := commonLower[k]; ok {
+		return n
+	}
+	if n, ok := c.lower[k]; ok {
+		return n
+	}
+	n := strings.ToLower(k)
+	if !validFieldName(n) {
+		n = ""
+	}
+	if len(c.lower) < 512 {
+		c.lower[k] = n
+	}
+	return n
+}
+
+var commonLower = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{"Accept-Ranges", "Age", "Alt-Svc", "Cache-Control", "Content-Disposition",
+		"Content-Encoding", "Content-Language", "Content-Length", "Content-Location", "Content-Range",
+		"Content-Security-Policy", "Content-Type", "Date", "Etag", "Expires", "Last-Modified", "Link",
+		"Location", "Referrer-Policy", "Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security",
+		"Trailer", "Vary", "Via", "Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options",
+		"X-Request-Id", "Access-Control-Allow-Origin", "Cross-Origin-Opener-Policy"} {
+		m[k] = strings.ToLower(k)
+	}
+	return m
+}()
+
+// Flush sends the response header and the body written so far at once
+// (server-sent events, streamed responses).
+func (w *responseWriter) Flush() { _ = w.FlushError() }
+
+// FlushError is Flush for http.ResponseController.
+func (w *responseWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	return w.send(nil, false, true)
+}
+
+// SetReadDeadline bounds the handler's wait for request body bytes; a
+// read past it returns os.ErrDeadlineExceeded. Zero means none.
+func (w *responseWriter) SetReadDeadline(t time.Time) error {
+	w.st.setDeadline(0, t)
+	return nil
+}
+
+// SetWriteDeadline bounds the wait for flow-control credit and buffer
+// room when writing; a write past it returns os.ErrDeadlineExceeded.
+func (w *responseWriter) SetWriteDeadline(t time.Time) error {
+	w.st.setDeadline(1, t)
+	return nil
+}
+
+// EnableFullDuplex is a no-op: HTTP/2 streams are always full duplex.
+func (w *responseWriter) EnableFullDuplex() error { return nil }
+
+func (st *stream) setDeadline(which int, t time.Time) {
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := deadline{t: t, set: !t.IsZero()}
+	if which == 0 {
+		st.rdeadline = d
+	} else {
+		st.wdeadline = d
+	}
+	if tm := st.deadlineTmrs[which]; tm != nil {
+		tm.Stop()
+		st.deadlineTmrs[which] = nil
+	}
+	if d.set {
+		st.deadlineTmrs[which] = time.AfterFunc(time.Until(t), func() {
+			c.mu.Lock()
+			st.cond.Broadcast()
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		})
+	}
+}
+
+var statusTexts = func() (t [1000]string) {
+	for i := 100; i < 1000; i++ {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+func statusText(code int) string { return statusTexts[code] }
+
+var dateCache atomic.Pointer[dateEntry]
+
+type dateEntry struct {
+	sec int64
+	s   string
+}
+
+// httpDate returns the Date header value, formatted once a second.
+func httpDate() string {
+	now := time.Now()
+	sec := now.Unix()
+	if d := dateCache.Load(); d != nil && d.sec == sec {
+		return d.s
+	}
+	d := &dateEntry{sec: sec, s: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.s
+}

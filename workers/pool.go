@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/backend"
 	"github.com/gatehouse/gatehouse/internal/h1"
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
+	"github.com/gatehouse/gatehouse/internal/watchdog"
 )
 
 // Options are what the wiring passes in besides the config.
@@ -286,38 +287,49 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	p.mu.Lock()
 	timeout, respBuf, spoolMax := p.cfg.Timeout.D(), p.respBuf, p.spoolMax
 	p.mu.Unlock()
-	ctx := r.Context()
-	switch m.rt.(type) {
-	case *h1.Transport, *wsgiTransport:
-		// h1 reports in its errors whether anything was sent (h1.Error.Sent,
-		// read by unsent); the shim's transport returns a dialError only
-		// before the request is fully written. Other transports tell
-		// through the trace.
-	default:
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+	var (
+		resp     *http.Response
+		err      error
+		timedOut bool
+		cancel   = func(error) {}
+		start    = time.Now()
+	)
+	if tt, ok := m.rt.(timeoutTripper); ok {
+		// Our own transports bound the exchange themselves, from one
+		// watchdog goroutine (internal/watchdog), and report in their
+		// errors whether anything was sent (h1.Error.Sent, dialError): no
+		// derived context, timer or request copy per request.
+		out := r
+		if r.Host == "" {
+			out = r.Clone(r.Context())
+			out.URL.Scheme, out.URL.Host = "http", m.host
+		}
+		resp, err = tt.RoundTripTimeout(out, timeout)
+		if err == nil {
+			resp, err = p.takeSmall(r, resp, respBuf)
+		}
+		timedOut = err != nil && errors.Is(err, watchdog.ErrDeadline)
+	} else {
+		ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
 			WroteHeaders: func() { sent.Store(true) },
 		})
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	timer := time.AfterFunc(timeout, func() { cancel(errTimedOut) })
-	out := r.WithContext(ctx)
-	u := *r.URL
-	u.Scheme, u.Host = "http", m.host
-	out.URL = &u
-	start := time.Now()
-	resp, err := m.rt.RoundTrip(out)
-	if err == nil && r.Method != http.MethodHead && resp.ContentLength > 0 && resp.ContentLength <= respBuf && resp.StatusCode != http.StatusSwitchingProtocols {
-		// Take a small whole response off the backend now, so that a slow
-		// client cannot hold the worker (or the slot) while it reads.
-		if b, rerr := readBody(resp.Body, resp.ContentLength); rerr == nil {
-			resp.Body = b
-		} else {
-			resp.Body.Close()
-			resp, err = nil, rerr
+		var cctx context.Context
+		var ccancel context.CancelCauseFunc
+		cctx, ccancel = context.WithCancelCause(ctx)
+		cancel = ccancel
+		timer := time.AfterFunc(timeout, func() { ccancel(errTimedOut) })
+		out := r.WithContext(cctx)
+		u := *r.URL
+		u.Scheme, u.Host = "http", m.host
+		out.URL = &u
+		resp, err = m.rt.RoundTrip(out)
+		if err == nil {
+			resp, err = p.takeSmall(r, resp, respBuf)
 		}
+		fired := !timer.Stop()
+		timedOut = fired || err != nil && context.Cause(cctx) == errTimedOut
 	}
-	fired := !timer.Stop()
-	if fired || err != nil && context.Cause(ctx) == errTimedOut {
+	if timedOut {
 		cancel(nil)
 		if resp != nil {
 			resp.Body.Close()
@@ -351,6 +363,11 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 		}
 		return nil, fmt.Errorf("%s after %s: %w: %w", m.name, time.Since(start).Round(time.Millisecond), backend.ErrBackendFailed, err)
 	}
+	if st, ok := resp.Body.(interface{ StopTimeout() }); ok {
+		// Past the head (and a small body): a stream is bounded by the
+		// client and by send_timeout, not by app.timeout.
+		st.StopTimeout()
+	}
 	p.countOK(m)
 	p.markUp(m)
 	if _, ok := resp.Body.(*memBody); ok {
@@ -372,6 +389,27 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	} else {
 		resp.Body = b
 	}
+	return resp, nil
+}
+
+// timeoutTripper is a transport that bounds an exchange itself (see
+// h1.Transport.RoundTripTimeout).
+type timeoutTripper interface {
+	RoundTripTimeout(r *http.Request, timeout time.Duration) (*http.Response, error)
+}
+
+// takeSmall takes a small whole response off the backend now, so that a
+// slow client cannot hold the worker (or the slot) while it reads.
+func (p *Pool) takeSmall(r *http.Request, resp *http.Response, respBuf int64) (*http.Response, error) {
+	if r.Method == http.MethodHead || resp.ContentLength <= 0 || resp.ContentLength > respBuf || resp.StatusCode == http.StatusSwitchingProtocols {
+		return resp, nil
+	}
+	b, err := readBody(resp.Body, resp.ContentLength)
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	resp.Body = b
 	return resp, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/ascii"
+	"github.com/gatehouse/gatehouse/internal/watchdog"
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
@@ -58,6 +59,10 @@ type wsgiTransport struct {
 
 	mu   sync.Mutex
 	idle []*wsgiConn
+
+	// dog closes the connection of an exchange whose request context is
+	// done or whose timeout passed.
+	dog watchdog.Dog
 }
 
 type wsgiConn struct {
@@ -67,6 +72,19 @@ type wsgiConn struct {
 	// scratch is reused for the environ and the response head, which
 	// are copied out before the next request on this connection.
 	scratch []byte
+	watch   watchdog.Entry
+}
+
+// abortErr prefers the reason the watchdog cut the exchange to the I/O
+// error that provoked.
+func (wc *wsgiConn) abortErr(ctx context.Context, err error) error {
+	switch wc.watch.Fired() {
+	case watchdog.Expired:
+		return fmt.Errorf("%w: %w", watchdog.ErrDeadline, err)
+	case watchdog.Canceled:
+		return ctx.Err()
+	}
+	return err
 }
 
 func newWSGITransport(path string, threads int) *wsgiTransport {
@@ -101,7 +119,9 @@ func (t *wsgiTransport) get(ctx context.Context) (*wsgiConn, error) {
 		}
 		return nil, &dialError{err}
 	}
-	return &wsgiConn{c: c, br: bufio.NewReaderSize(c, 64<<10), bw: bufio.NewWriterSize(c, 64<<10)}, nil
+	wc := &wsgiConn{c: c, br: bufio.NewReaderSize(c, 64<<10), bw: bufio.NewWriterSize(c, 64<<10)}
+	wc.watch.Abort = func() { c.Close() }
+	return wc, nil
 }
 
 func (t *wsgiTransport) put(wc *wsgiConn) {
@@ -119,22 +139,30 @@ func (t *wsgiTransport) put(wc *wsgiConn) {
 // RoundTrip sends r to the shim and returns as soon as the response head
 // arrives; the body streams from the connection as the shim writes it.
 func (t *wsgiTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.RoundTripTimeout(r, 0)
+}
+
+// RoundTripTimeout is RoundTrip bounded by timeout (zero: none) until the
+// caller calls StopTimeout on the body; an exchange cut by it fails with
+// an error that wraps watchdog.ErrDeadline.
+func (t *wsgiTransport) RoundTripTimeout(r *http.Request, timeout time.Duration) (*http.Response, error) {
 	ctx := r.Context()
 	wc, err := t.get(ctx)
 	if err != nil {
 		closeBody(r)
 		return nil, err
 	}
-	// Cancelling the request (client gone, timeout) closes the connection,
+	// The client leaving or the timeout passing closes the connection,
 	// which unblocks every read and write on it.
-	stop := context.AfterFunc(ctx, func() { wc.c.Close() })
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	t.dog.Watch(&wc.watch, ctx, deadline)
 	fail := func(err error) (*http.Response, error) {
-		stop()
+		t.dog.Release(&wc.watch)
 		wc.c.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, err
+		return nil, wc.abortErr(ctx, err)
 	}
 	typ, env := encodeEnviron(wc.scratch[:0], r)
 	wc.scratch = env
@@ -177,7 +205,7 @@ func (t *wsgiTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return fail(err)
 	}
 	resp.Request = r
-	resp.Body = &wsgiBody{t: t, wc: wc, stop: stop, bodyDone: bodyDone, ctx: ctx}
+	resp.Body = &wsgiBody{t: t, wc: wc, bodyDone: bodyDone, ctx: ctx}
 	if r.Method == http.MethodHead {
 		resp.ContentLength = -1
 		if cl, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64); err == nil {
@@ -390,7 +418,6 @@ type wsgiBody struct {
 	t        *wsgiTransport
 	wc       *wsgiConn
 	ctx      context.Context
-	stop     func() bool
 	bodyDone <-chan error
 	left     int // unread bytes of the current D frame
 	err      error
@@ -432,12 +459,12 @@ func (b *wsgiBody) Read(p []byte) (int, error) {
 }
 
 func (b *wsgiBody) fail(err error) {
-	if b.ctx.Err() != nil {
-		err = b.ctx.Err()
-	}
-	b.err = err
+	b.err = b.wc.abortErr(b.ctx, err)
 	b.finish(false)
 }
+
+// StopTimeout lifts the exchange's timeout from the rest of the body.
+func (b *wsgiBody) StopTimeout() { b.wc.watch.ClearDeadline() }
 
 func (b *wsgiBody) Close() error {
 	b.finish(false)
@@ -446,8 +473,8 @@ func (b *wsgiBody) Close() error {
 
 func (b *wsgiBody) finish(reuse bool) {
 	b.once.Do(func() {
-		if !b.stop() {
-			reuse = false // the context ended: the connection is closed already
+		if b.t.dog.Release(&b.wc.watch) != watchdog.None {
+			reuse = false // cut by the watchdog: the connection is closed already
 		}
 		if reuse {
 			select {

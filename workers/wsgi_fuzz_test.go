@@ -74,7 +74,7 @@ func FuzzShimResponse(f *testing.F) {
 		wc := &wsgiConn{c: c1, br: bufio.NewReader(c1), bw: bufio.NewWriter(c1)}
 		done := make(chan error, 1)
 		done <- nil
-		b := &wsgiBody{t: &wsgiTransport{maxIdle: 1}, wc: wc, ctx: context.Background(), stop: func() bool { return true }, bodyDone: done}
+		b := &wsgiBody{t: &wsgiTransport{maxIdle: 1}, wc: wc, ctx: context.Background(), bodyDone: done}
 		got, _ := io.ReadAll(b)
 		b.Close()
 		if len(got) > len(rest) {

@@ -12,9 +12,12 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/textproto"
+	"os"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/watchdog"
 )
 
 // Defaults for the zero fields of Transport.
@@ -59,6 +62,10 @@ type Transport struct {
 	timer  *time.Timer
 	armed  bool
 	closed int // generation: CloseIdleConnections bumps it
+
+	// dog cuts the connection of an exchange whose request context is
+	// done or whose deadline (RoundTripTimeout) passed.
+	dog watchdog.Dog
 }
 
 // InformationalKey is the context key under which a caller can put an
@@ -130,6 +137,7 @@ type conn struct {
 	wrote  bool // some Write put bytes on the wire
 	reused bool
 	hd     *head // the block of the head just parsed in place, if it was
+	watch  watchdog.Entry
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -155,8 +163,22 @@ func (c *conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// abort makes blocked and future I/O on c fail; the context's AfterFunc.
+// abort makes blocked and future I/O on c fail; the watchdog's Abort.
 func (c *conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
+
+// unwatch ends the watch of c's exchange and reports whether it was left
+// alone (not aborted).
+func (c *conn) unwatch() bool { return c.t.dog.Release(&c.watch) == watchdog.None }
+
+// abortErr prefers the reason the watchdog aborted the exchange (the
+// context's error, with its cause, or ErrDeadline) to the I/O error the
+// abort provoked.
+func (c *conn) abortErr(ctx context.Context, err error) error {
+	if c.watch.Fired() == watchdog.Expired {
+		return fmt.Errorf("%w: %w", watchdog.ErrDeadline, err)
+	}
+	return ctxErr(ctx, err)
+}
 
 func (c *conn) close() {
 	c.hd = nil
@@ -171,6 +193,19 @@ func (c *conn) close() {
 // RoundTrip sends r and returns the response head; see the package doc.
 // It always closes r.Body.
 func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.RoundTripTimeout(r, 0)
+}
+
+// RoundTripTimeout is RoundTrip with a bound: when the response head (or,
+// until the caller calls StopTimeout on the body, the body) has not come
+// within timeout (zero: no bound), the exchange is cut and the error wraps
+// watchdog.ErrDeadline. It costs no context and no timer of its own, which
+// is why it exists beside a context deadline.
+func (t *Transport) RoundTripTimeout(r *http.Request, timeout time.Duration) (*http.Response, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
 	if err := validRequest(r); err != nil {
 		closeBody(r.Body)
 		return nil, &Error{Op: "write", Err: err}
@@ -195,7 +230,7 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 			}
 			return nil, &Error{Op: "dial", Sent: sent, Err: ctxErr(ctx, err)}
 		}
-		resp, x := t.exchange(ctx, c, req, trace)
+		resp, x := t.exchange(ctx, c, req, trace, deadline)
 		if x.err == nil {
 			return resp, nil
 		}
@@ -224,17 +259,12 @@ type outcome struct {
 }
 
 // exchange writes r on c and reads the response head. On error c is closed.
-func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trace *httptrace.ClientTrace) (*http.Response, outcome) {
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, c.abort)
-	}
+func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trace *httptrace.ClientTrace, deadline time.Time) (*http.Response, outcome) {
+	t.dog.Watch(&c.watch, ctx, deadline)
 	fail := func(x outcome) (*http.Response, outcome) {
-		if stop != nil {
-			stop()
-		}
+		c.unwatch()
 		c.close()
-		x.err = ctxErr(ctx, x.err)
+		x.err = c.abortErr(ctx, x.err)
 		return nil, x
 	}
 
@@ -280,8 +310,8 @@ func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trac
 	hd := c.hd
 	c.hd = nil
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		if stop != nil && !stop() {
-			return fail(outcome{op: "read", err: ctx.Err(), gotByte: true})
+		if !c.unwatch() {
+			return fail(outcome{op: "read", err: os.ErrDeadlineExceeded, gotByte: true})
 		}
 		resp.Body = &upgraded{c: c}
 		return resp, outcome{}
@@ -305,10 +335,10 @@ func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trac
 	if resp.Body == http.NoBody {
 		// HEAD, 204, 304, Content-Length: 0: done now, even if the
 		// caller forgets to close the body.
-		t.release(c, stop, keep)
+		t.release(c, keep)
 		return resp, outcome{}
 	}
-	b.c, b.stop, b.keep, b.ctx = c, stop, keep, ctx
+	b.c, b.keep, b.ctx = c, keep, ctx
 	resp.Body = b
 	return resp, outcome{}
 }
@@ -371,8 +401,8 @@ func isChunked(te []string) bool {
 
 // release ends an exchange on c: back to the idle list when it can be
 // reused, closed otherwise.
-func (t *Transport) release(c *conn, stop func() bool, keep bool) {
-	if stop != nil && !stop() {
+func (t *Transport) release(c *conn, keep bool) {
+	if !c.unwatch() {
 		// The context ended; the conn may have a past deadline.
 		keep = false
 	}
@@ -475,6 +505,7 @@ func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, f
 		return nil, err
 	}
 	c := &conn{t: t, nc: nc, peek: peeker(nc), gen: gen}
+	c.watch.Abort = c.abort
 	if trace != nil && trace.GotConn != nil {
 		trace.GotConn(httptrace.GotConnInfo{Conn: nc})
 	}
@@ -623,7 +654,6 @@ type body struct {
 	remain  int64
 	chunks  io.Reader
 	resp    *http.Response
-	stop    func() bool
 	ctx     context.Context
 	keep    bool
 	reading bool
@@ -659,16 +689,27 @@ func (b *body) Read(p []byte) (int, error) {
 	case b.closed:
 		// Close came during the Read and aborted the conn.
 		b.err = errBodyClosed
-		c.t.release(c, b.stop, false)
+		c.t.release(c, false)
 		return n, errBodyClosed
 	case err == io.EOF:
 		b.err = io.EOF
-		c.t.release(c, b.stop, b.keep)
+		c.t.release(c, b.keep)
 		return n, io.EOF
 	}
-	b.err = &Error{Op: "read body", Sent: true, Err: ctxErr(b.ctx, err)}
-	c.t.release(c, b.stop, false)
+	b.err = &Error{Op: "read body", Sent: true, Err: c.abortErr(b.ctx, err)}
+	c.t.release(c, false)
 	return n, b.err
+}
+
+// StopTimeout lifts RoundTripTimeout's bound from the rest of the body:
+// a caller that streams it (Server-Sent Events, a download) bounds it
+// otherwise. The request's context still applies.
+func (b *body) StopTimeout() {
+	b.mu.Lock()
+	if b.c != nil {
+		b.c.watch.ClearDeadline()
+	}
+	b.mu.Unlock()
 }
 
 // read reads the body according to its framing; io.EOF comes with the
@@ -781,7 +822,7 @@ func (b *body) Close() error {
 	b.mu.Lock()
 	b.c = nil
 	b.mu.Unlock()
-	c.t.release(c, b.stop, keep)
+	c.t.release(c, keep)
 	return nil
 }
 

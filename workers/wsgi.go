@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/ascii"
-	"github.com/gatehouse/gatehouse/internal/watchdog"
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
+	"github.com/gatehouse/gatehouse/internal/watchdog"
 )
 
 // shimSource is the Python side of app.wsgi, written to the pool's private

@@ -117,9 +117,11 @@ type guardConn struct {
 	g *guard
 
 	state     parseState
-	remaining int64  // body or chunk bytes left
-	head      []byte // held-back bytes of the current head or chunk line
-	out       []byte // validated bytes not yet handed to net/http
+	remaining int64   // body or chunk bytes left
+	head      []byte  // held-back bytes of the current head or chunk line
+	headp     *[]byte // the pooled buffer head came from
+	out       []byte  // validated bytes not yet handed to net/http
+	outp      *[]byte // the pooled buffer out came from
 	outOff    int
 	poisoned  bool  // out holds the synthetic reject request; input is dropped
 	bodyErr   error // deferred framing error inside a body
@@ -400,32 +402,37 @@ var guardBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 
 func (c *guardConn) emit(b []byte) {
 	if c.out == nil {
-		c.out = (*guardBufs.Get().(*[]byte))[:0]
+		c.outp = guardBufs.Get().(*[]byte)
+		c.out = (*c.outp)[:0]
 	}
 	c.out = append(c.out, b...)
 }
 
 func (c *guardConn) hold(b []byte) {
 	if c.head == nil {
-		c.head = (*guardBufs.Get().(*[]byte))[:0]
+		c.headp = guardBufs.Get().(*[]byte)
+		c.head = (*c.headp)[:0]
 	}
 	c.head = append(c.head, b...)
 }
 
-func (c *guardConn) releaseOut() {
-	if c.out != nil && cap(c.out) <= 64<<10 {
-		b := c.out[:0]
-		guardBufs.Put(&b)
+// putBuf gives b, taken from guardBufs as *p, back to the pool; the
+// pointer goes back too, so a put costs no allocation.
+func putBuf(b []byte, p *[]byte) {
+	if p != nil && cap(b) <= 64<<10 {
+		*p = b[:0]
+		guardBufs.Put(p)
 	}
-	c.out, c.outOff = nil, 0
+}
+
+func (c *guardConn) releaseOut() {
+	putBuf(c.out, c.outp)
+	c.out, c.outp, c.outOff = nil, nil, 0
 }
 
 func (c *guardConn) releaseHead() {
-	if c.head != nil && cap(c.head) <= 64<<10 {
-		b := c.head[:0]
-		guardBufs.Put(&b)
-	}
-	c.head = nil
+	putBuf(c.head, c.headp)
+	c.head, c.headp = nil, nil
 }
 
 func (c *guardConn) reject(e *FramingError) {

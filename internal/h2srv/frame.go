@@ -122,7 +122,9 @@ type connError struct {
 	reason string
 }
 
-func (e connError) Error() string { return "h2srv: connection error " + e.code.String() + ": " + e.reason }
+func (e connError) Error() string {
+	return "h2srv: connection error " + e.code.String() + ": " + e.reason
+}
 
 func (c ErrCode) String() string {
 	switch c {

@@ -1,0 +1,483 @@
+package h2srv
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+func TestRequestFields(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s %s %s q=%s tls=%v host=%s ua=%s cl=%d remote=%v",
+			r.Method, r.Proto, r.URL.Path, r.RequestURI, r.URL.Query().Get("q"), r.TLS != nil && r.TLS.HandshakeComplete,
+			r.Host, r.Header.Get("User-Agent"), r.ContentLength, r.RemoteAddr != "")
+	}), nil)
+	req, _ := http.NewRequest("GET", "https://"+addr+"/a/b?q=1", nil)
+	req.Header.Set("User-Agent", "test-agent")
+	resp, err := client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := "GET HTTP/2.0 /a/b /a/b?q=1 q=1 tls=true host=" + addr + " ua=test-agent cl=0 remote=true"
+	if string(body) != want {
+		t.Errorf("body = %q, want %q", body, want)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Errorf("proto = %s", resp.Proto)
+	}
+	if got := resp.Header.Get("Content-Length"); got != fmt.Sprint(len(want)) {
+		t.Errorf("Content-Length = %q", got)
+	}
+	if resp.Header.Get("Date") == "" {
+		t.Error("no Date")
+	}
+	if got := resp.Header.Get("Content-Type"); got != "text/plain; charset=utf-8" {
+		t.Errorf("sniffed Content-Type = %q", got)
+	}
+}
+
+// TestLargeBodies sends and receives bodies far beyond the initial flow-
+// control windows, on several streams at once.
+func TestLargeBodies(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Header().Set("X-Sum", fmt.Sprintf("%x %d", h.Sum(nil), n))
+		// Answer with 3 MiB in odd-sized writes.
+		chunk := bytes.Repeat([]byte("0123456789abcdef"), 777)
+		for sent := 0; sent < 3<<20; sent += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}), nil)
+	c := client(t)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			payload := bytes.Repeat([]byte{byte('a' + i)}, 3<<20+i)
+			resp, err := c.Post("https://"+addr+"/", "application/octet-stream", bytes.NewReader(payload))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			n, err := io.Copy(io.Discard, resp.Body)
+			if err != nil {
+				t.Error(err)
+			}
+			sum := sha256.Sum256(payload)
+			if want := fmt.Sprintf("%x %d", sum, len(payload)); resp.Header.Get("X-Sum") != want {
+				t.Errorf("X-Sum = %q, want %q", resp.Header.Get("X-Sum"), want)
+			}
+			if want := int64((3<<20+16*777-1)/(16*777)) * 16 * 777; n != want {
+				t.Errorf("got %d response bytes, want %d", n, want)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestTrailers(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Trailer", "X-Declared")
+		w.Header().Set("X-Got", r.Trailer.Get("X-Req-Trailer"))
+		w.WriteHeader(200)
+		_, _ = w.Write([]byte("body"))
+		w.Header().Set("X-Declared", "d")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "l")
+	}), nil)
+	req, _ := http.NewRequest("POST", "https://"+addr+"/", io.NopCloser(strings.NewReader("some body")))
+	req.Trailer = http.Header{"X-Req-Trailer": nil}
+	req.ContentLength = -1
+	go func() {}()
+	req.Trailer.Set("X-Req-Trailer", "rt")
+	resp, err := client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Got"); got != "rt" {
+		t.Errorf("request trailer seen by handler = %q", got)
+	}
+	if got := resp.Trailer.Get("X-Declared"); got != "d" {
+		t.Errorf("declared trailer = %q", got)
+	}
+	if got := resp.Trailer.Get("X-Late"); got != "l" {
+		t.Errorf("TrailerPrefix trailer = %q", got)
+	}
+}
+
+// TestFlush: each event of a server-sent stream arrives while the handler
+// is still running.
+func TestFlush(t *testing.T) {
+	next := make(chan struct{})
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				t.Error(err)
+				return
+			}
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}), nil)
+	resp, err := client(t).Get("https://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 64)
+	for i := range 3 {
+		want := fmt.Sprintf("data: %d\n\n", i)
+		if _, err := io.ReadFull(resp.Body, buf[:len(want)]); err != nil || string(buf[:len(want)]) != want {
+			t.Fatalf("event %d: %q, %v", i, buf[:len(want)], err)
+		}
+		next <- struct{}{}
+	}
+}
+
+func TestContextCanceledOnReset(t *testing.T) {
+	canceled := make(chan error, 1)
+	started := make(chan struct{})
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+			canceled <- r.Context().Err()
+		case <-time.After(5 * time.Second):
+			canceled <- errors.New("not canceled")
+		}
+	}), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+addr+"/", nil)
+	go func() { <-started; cancel() }()
+	_, _ = client(t).Do(req)
+	if err := <-canceled; !errors.Is(err, context.Canceled) {
+		t.Fatalf("handler context: %v", err)
+	}
+}
+
+func TestNoBodyResponses(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/204":
+			w.WriteHeader(204)
+		case "/304":
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(304)
+			if _, err := w.Write([]byte("x")); err != http.ErrBodyNotAllowed {
+				t.Errorf("Write after 304: %v", err)
+			}
+		default:
+			w.Header().Set("Content-Length", "5")
+			_, _ = w.Write([]byte("hello"))
+		}
+	}), nil)
+	c := client(t)
+	for _, tc := range []struct{ method, path, cl string }{{"GET", "/204", ""}, {"GET", "/304", "100"}, {"HEAD", "/", "5"}} {
+		req, _ := http.NewRequest(tc.method, "https://"+addr+tc.path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(b) != 0 || resp.Header.Get("Content-Length") != tc.cl {
+			t.Errorf("%s %s: body %q, Content-Length %q", tc.method, tc.path, b, resp.Header.Get("Content-Length"))
+		}
+	}
+}
+
+func TestEarlyHints(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		_, _ = w.Write([]byte("ok"))
+	}), nil)
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		hints = append(hints, fmt.Sprint(code, " ", h.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "https://"+addr+"/", nil)
+	resp, err := client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(hints) != 1 || hints[0] != "103 </style.css>; rel=preload" || resp.StatusCode != 200 || resp.Header.Get("Link") != "" {
+		t.Fatalf("hints %q, final %d %q", hints, resp.StatusCode, resp.Header.Get("Link"))
+	}
+}
+
+func TestPanicResetsStream(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/panic" {
+			panic(http.ErrAbortHandler)
+		}
+		_, _ = w.Write([]byte("fine"))
+	}), nil)
+	c := client(t)
+	if _, err := c.Get("https://" + addr + "/panic"); err == nil {
+		t.Fatal("no error for a panicking handler")
+	}
+	resp, err := c.Get("https://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// TestShutdown: a request in flight is answered, then the connection
+// closes and Serve returns.
+func TestShutdown(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	s, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		_, _ = w.Write([]byte("done"))
+	}), nil)
+	got := make(chan string, 1)
+	go func() {
+		resp, err := client(t).Get("https://" + addr + "/")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-started
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if b := <-got; b != "done" {
+		t.Fatalf("in-flight request got %q", b)
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+}
+
+// rawConn is a client speaking frames directly, for what a well-behaved
+// client never sends.
+type rawConn struct {
+	t   *testing.T
+	tc  *tls.Conn
+	fr  *http2.Framer
+	enc *hpack.Encoder
+	buf bytes.Buffer
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	tc, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tc.Close() })
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	rc := &rawConn{t: t, tc: tc, fr: http2.NewFramer(tc, tc)}
+	rc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	rc.enc = hpack.NewEncoder(&rc.buf)
+	if _, err := io.WriteString(tc, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+func (rc *rawConn) headers(id uint32, end bool, fields ...string) {
+	if err := rc.tryHeaders(id, end, fields...); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+func (rc *rawConn) tryHeaders(id uint32, end bool, fields ...string) error {
+	rc.buf.Reset()
+	for i := 0; i < len(fields); i += 2 {
+		rc.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: rc.buf.Bytes(), EndStream: end, EndHeaders: true})
+}
+
+var getFields = []string{":method", "GET", ":scheme", "https", ":path", "/", ":authority", "localhost"}
+
+// until reads frames until match returns true, failing on EOF.
+func (rc *rawConn) until(what string, match func(http2.Frame) bool) http2.Frame {
+	rc.t.Helper()
+	for {
+		f, err := rc.fr.ReadFrame()
+		if err != nil {
+			rc.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if match(f) {
+			return f
+		}
+	}
+}
+
+func (rc *rawConn) wantRST(id uint32, code http2.ErrCode) {
+	rc.t.Helper()
+	f := rc.until("RST_STREAM", func(f http2.Frame) bool {
+		_, ok := f.(*http2.RSTStreamFrame)
+		_, ga := f.(*http2.GoAwayFrame)
+		return ok || ga
+	})
+	if r, ok := f.(*http2.RSTStreamFrame); !ok || r.StreamID != id || r.ErrCode != code {
+		rc.t.Fatalf("got %v, want RST_STREAM %d %v", f, id, code)
+	}
+}
+
+func (rc *rawConn) wantGoAway(code http2.ErrCode) {
+	rc.t.Helper()
+	f := rc.until("GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok })
+	if g := f.(*http2.GoAwayFrame); g.ErrCode != code {
+		rc.t.Fatalf("GOAWAY %v, want %v", g.ErrCode, code)
+	}
+}
+
+func TestMalformedRequests(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte("ok"))
+	}), nil)
+	for _, tc := range []struct {
+		name   string
+		fields []string
+	}{
+		{"connection", append(getFields[:8:8], "connection", "keep-alive")},
+		{"te gzip", append(getFields[:8:8], "te", "gzip")},
+		{"uppercase", append(getFields[:8:8], "X-Foo", "1")},
+		{"no path", []string{":method", "GET", ":scheme", "https", ":authority", "x"}},
+		{"pseudo after regular", []string{":method", "GET", "x", "1", ":scheme", "https", ":path", "/"}},
+		{"bad value", append(getFields[:8:8], "x", "a\nb")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dialRaw(t, addr)
+			rc.headers(1, true, tc.fields...)
+			rc.wantRST(1, http2.ErrCodeProtocol)
+		})
+	}
+	t.Run("te trailers", func(t *testing.T) {
+		rc := dialRaw(t, addr)
+		rc.headers(1, true, append(getFields[:8:8], "te", "trailers")...)
+		rc.until("response", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+	})
+	t.Run("content-length short", func(t *testing.T) {
+		rc := dialRaw(t, addr)
+		rc.headers(1, false, ":method", "POST", ":scheme", "https", ":path", "/", ":authority", "x", "content-length", "10")
+		_ = rc.fr.WriteData(1, true, []byte("short"))
+		rc.wantRST(1, http2.ErrCodeProtocol)
+	})
+	t.Run("content-length long", func(t *testing.T) {
+		rc := dialRaw(t, addr)
+		rc.headers(1, false, ":method", "POST", ":scheme", "https", ":path", "/", ":authority", "x", "content-length", "2")
+		_ = rc.fr.WriteData(1, true, []byte("too long"))
+		rc.wantRST(1, http2.ErrCodeProtocol)
+	})
+}
+
+func TestHeaderListTooLarge(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), func(s *Server) { s.MaxHeaderBytes = 1000 })
+	rc := dialRaw(t, addr)
+	rc.headers(1, true, append(getFields[:8:8], "x-big", strings.Repeat("a", 990))...)
+	f := rc.until("response", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+	if st := f.(*http2.MetaHeadersFrame).PseudoValue("status"); st != "431" {
+		t.Fatalf("status %s, want 431", st)
+	}
+}
+
+func TestRefusedStream(t *testing.T) {
+	release := make(chan struct{})
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }),
+		func(s *Server) { s.MaxConcurrentStreams = 2 })
+	t.Cleanup(func() { close(release) })
+	rc := dialRaw(t, addr)
+	rc.headers(1, true, getFields...)
+	rc.headers(3, true, getFields...)
+	rc.headers(5, true, getFields...)
+	rc.wantRST(5, http2.ErrCodeRefusedStream)
+}
+
+// TestRapidReset: a client that opens and resets streams faster than
+// their handlers return is cut off with ENHANCE_YOUR_CALM, and no more
+// than MaxConcurrentStreams handlers run at once.
+func TestRapidReset(t *testing.T) {
+	var running, peak atomic.Int32
+	release := make(chan struct{})
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+	}), func(s *Server) { s.MaxConcurrentStreams = 10 })
+	t.Cleanup(func() { close(release) })
+	rc := dialRaw(t, addr)
+	go func() {
+		for id := uint32(1); id < 2000; id += 2 {
+			if rc.tryHeaders(id, true, getFields...) != nil || rc.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+				return
+			}
+		}
+	}()
+	rc.wantGoAway(http2.ErrCodeEnhanceYourCalm)
+	if p := peak.Load(); p > 10 {
+		t.Fatalf("%d handlers ran at once, limit 10", p)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), func(s *Server) { s.IdleTimeout = 100 * time.Millisecond })
+	rc := dialRaw(t, addr)
+	rc.headers(1, true, getFields...)
+	start := time.Now()
+	rc.wantGoAway(http2.ErrCodeNo)
+	if d := time.Since(start); d < 80*time.Millisecond {
+		t.Fatalf("GOAWAY after %v", d)
+	}
+}

@@ -270,11 +270,28 @@ func hostOf(h string) string {
 		return canonicalHost(h)
 	}
 	for i := 0; i < len(h); i++ {
-		if c := h[i]; c == ':' || c >= 'A' && c <= 'Z' {
+		switch c := h[i]; {
+		case c == ':':
+			// "name:port", the usual form off the default port: the
+			// name is already canonical when the port is all digits.
+			if i == 0 || h[i-1] == '.' || !allDigits(h[i+1:]) {
+				return canonicalHost(h)
+			}
+			return h[:i]
+		case c >= 'A' && c <= 'Z':
 			return canonicalHost(h)
 		}
 	}
 	return h
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // onDemandHost admits a Host outside server.hosts when on-demand TLS

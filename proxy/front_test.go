@@ -632,3 +632,38 @@ func getJSONWith(t *testing.T, c *http.Client, req *http.Request) (map[string]st
 	}
 	return m, res
 }
+
+// hostOf's fast paths must agree with canonicalHost.
+func TestHostOfMatchesCanonicalHost(t *testing.T) {
+	for _, h := range []string{
+		"example.com", "example.com:8080", "Example.COM", "example.com.", "example.com.:443",
+		"127.0.0.1:18080", "[::1]:80", "[::1]", "a:", ":80", "example.com:80:90", "example.com:8o",
+		"", "EXAMPLE.com:1",
+	} {
+		if got, want := hostOf(h), canonicalHost(h); got != want {
+			t.Errorf("hostOf(%q) = %q, canonicalHost says %q", h, got, want)
+		}
+	}
+}
+
+func TestCheckTargetDotSegments(t *testing.T) {
+	for target, want := range map[string]string{
+		"/a/b":           "",
+		"/a/../b":        "dot_segment",
+		"/a/./b":         "dot_segment",
+		"/a/%2e%2E/b":    "dot_segment",
+		"/a/.%2e":        "dot_segment",
+		"/%2e":           "dot_segment",
+		"/a/...":         "",
+		"/a/.b":          "",
+		"/a/%2ex":        "",
+		"/a/%2":          "bad_percent_encoding",
+		"/a/x%00":        "nul_in_path",
+		"/a/b?x=/../":    "",
+		"/.well-known/x": "",
+	} {
+		if got := checkTarget([]byte("GET"), []byte(target)); got != want {
+			t.Errorf("checkTarget(%q) = %q, want %q", target, got, want)
+		}
+	}
+}

@@ -629,16 +629,35 @@ func checkTarget(method, t []byte) string {
 	}
 	// Dot segments, also percent-encoded ones ("%2e%2e"), and encoded NUL.
 	for seg := range bytes.SplitSeq(path[1:], []byte{'/'}) {
-		s := strings.ToLower(string(seg))
-		s = strings.ReplaceAll(s, "%2e", ".")
-		if s == "." || s == ".." {
+		if isDotSegment(seg) {
 			return "dot_segment"
 		}
-		if strings.Contains(s, "%00") {
-			return "nul_in_path"
-		}
+	}
+	if bytes.Contains(path, []byte("%00")) {
+		return "nul_in_path"
 	}
 	return ""
+}
+
+// isDotSegment reports whether seg is "." or "..", each dot perhaps
+// percent-encoded ("%2e", "%2E"), without allocating: it runs for every
+// segment of every request path.
+func isDotSegment(seg []byte) bool {
+	dots := 0
+	for i := 0; i < len(seg); {
+		switch {
+		case seg[i] == '.':
+			i++
+		case i+2 < len(seg) && seg[i] == '%' && seg[i+1] == '2' && (seg[i+2] == 'e' || seg[i+2] == 'E'):
+			i += 3
+		default:
+			return false
+		}
+		if dots++; dots > 2 {
+			return false
+		}
+	}
+	return dots > 0
 }
 
 func parseChunkSize(line []byte) (int64, bool) { return ascii.ParseChunkSize(trimEOL(line)) }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gatehouse/gatehouse/internal/h1srv"
+	"github.com/gatehouse/gatehouse/internal/h2srv"
 )
 
 // Options is everything a Server is built from. A reload passes a new
@@ -76,7 +77,7 @@ type Server struct {
 	lns       []net.Listener
 	unixPaths []string
 	adminLn   net.Listener
-	srv       *http.Server // HTTP/2 over TLS
+	h2        *h2srv.Server // HTTP/2 over TLS
 	h1        *h1srv.Server
 	adminSrv  *http.Server
 }
@@ -124,7 +125,9 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 	}
 	// HTTP/1.x, in the clear and over TLS, is served by h1srv: net/http's
 	// server costs a third of the throughput and 20 KiB per idle
-	// connection (docs/benchmarks.md). HTTP/2 stays with net/http.
+	// connection (docs/benchmarks.md). HTTP/2 is served by h2srv, for the
+	// same reasons (net/http's HTTP/2 server reached a quarter of nginx's
+	// requests/s; bench/tls).
 	s.h1 = &h1srv.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
@@ -136,17 +139,14 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 		ErrorLog:       s.log,
 		ConnContext:    connContext,
 	}
-	s.srv = &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
-		IdleTimeout:       cfg.IdleTimeout.D(),
-		MaxHeaderBytes:    int(cfg.MaxHeaderBytes) + 1024,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		ConnContext:       connContext,
-		// Frames up to the protocol default: larger reads buy nothing
-		// for proxied requests, and peers that never read our SETTINGS
-		// (h2spec 4.2) expect 16 KiB.
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 250, MaxReadFrameSize: 16 << 10},
+	s.h2 = &h2srv.Server{
+		Handler:              h,
+		ReadHeaderTimeout:    cfg.ReadHeaderTimeout.D(),
+		IdleTimeout:          cfg.IdleTimeout.D(),
+		MaxHeaderBytes:       int(cfg.MaxHeaderBytes) + 1024,
+		MaxConcurrentStreams: 250,
+		ErrorLog:             s.log,
+		ConnContext:          connContext,
 	}
 	return s, nil
 }
@@ -341,11 +341,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, ln := range s.lns {
 		go func() { errc <- s.h1.Serve(ln) }()
 		if tl, ok := ln.(*tlsListener); ok {
-			go func() { errc <- s.srv.Serve(tl.h2) }()
+			go func() { errc <- s.h2.Serve(tl.h2) }()
 		}
 	}
 	if s.adminLn != nil {
-		s.adminSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: s.srv.ErrorLog}
+		s.adminSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 		go func() { errc <- s.adminSrv.Serve(s.adminLn) }()
 	}
 	for _, ln := range s.lns {
@@ -364,12 +364,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	s.log.Info("draining in-flight requests", "timeout", timeout.String())
 	h2err := make(chan error, 1)
-	go func() { h2err <- s.srv.Shutdown(sctx) }()
+	go func() { h2err <- s.h2.Shutdown(sctx) }()
 	err := errors.Join(s.h1.Shutdown(sctx), <-h2err)
 	if err != nil {
 		s.log.Warn("shutdown timeout passed with requests still in flight; closing them", "error", err)
 		s.h1.Close()
-		s.srv.Close()
+		s.h2.Close()
 	}
 	if s.adminSrv != nil {
 		// The admin listener stays up during the drain so /status shows it.

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -95,3 +96,5 @@ func need(t *testing.T, path string) string {
 	t.Skipf("%s is missing", path)
 	return ""
 }
+
+var discardLog = slog.New(slog.DiscardHandler)

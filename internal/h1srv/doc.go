@@ -24,10 +24,9 @@
 //     connections cost about 7 KiB each in gatehouse, goroutine included.
 //   - The request head is parsed in place and turned into one string;
 //     header names and values are substrings of it. The http.Request
-//     template, its Header map, URL and the ResponseWriter belong to the
-//     connection and are reset per request, so a keep-alive GET costs a
-//     handful of allocations (the head string, the Request that
-//     WithContext copies, the cancelable context).
+//     template, its Header map, URL, context and the ResponseWriter
+//     belong to the connection and are reset per request, so a keep-alive
+//     GET costs one allocation here (the head string).
 //   - Request bodies (Content-Length and chunked, with trailers) are read
 //     from the buffer and then straight from the socket; what a handler
 //     leaves unread is discarded up to MaxDrainBytes before the connection
@@ -52,6 +51,11 @@
 //     interleave (EnableFullDuplex is a no-op); net/http reads away the
 //     unread body before it writes a response unless told otherwise.
 //   - Header fields are written in map order, not sorted.
+//   - A request's context ends when its connection does (the client
+//     leaving, a broken connection, the server closing it), not when the
+//     handler returns: the requests of a connection share one context, as
+//     they share the Request value. Work a handler leaves behind must not
+//     count on that context to stop it.
 //   - The Request, its Header, URL and the ResponseWriter must not be used
 //     after the handler returns (net/http tolerates more of that).
 //   - Heads the parser refuses get a plain 4xx/5xx and the connection

@@ -181,6 +181,9 @@ func (s *Server) serveConn(base context.Context, nc net.Conn) {
 		}
 	}
 	c.ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
+	rctx, cancel := context.WithCancel(c.ctx)
+	c.cancel = cancel
+	c.blank = *(&http.Request{}).WithContext(rctx)
 	s.startSweeper()
 	if !s.trackConn(c, true) {
 		nc.Close()

@@ -91,9 +91,9 @@ type conn struct {
 	bodyDone  bool // the request body was read to its end (or there is none)
 	watchDue  bool // CloseCheckDelay has passed
 	watching  bool
-	aborting  bool          // the server stopped the watch itself
-	watchEnd  chan struct{} // closed when the watch goroutine returns
-	gone      bool          // the watch saw the client leave
+	aborting  bool               // the server stopped the watch itself
+	watchEnd  chan struct{}      // closed when the watch goroutine returns
+	gone      bool               // the watch saw the client leave
 	cancel    context.CancelFunc // cancels the requests' context
 	hijacked  bool
 	readDLSet bool // a read deadline may be set on the socket

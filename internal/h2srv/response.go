@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,10 +15,6 @@ import (
 // leaves in one piece with its HEADERS.
 const bufMax = 8 << 10
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufMax); return &b }}
-
-func getBuf() []byte  { return (*bufPool.Get().(*[]byte))[:0] }
-func putBuf(b []byte) { b = b[:0]; bufPool.Put(&b) }
 
 // responseWriter is the http.ResponseWriter of one stream. It implements
 // http.Flusher and the methods http.ResponseController looks for
@@ -111,7 +106,8 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if w.buf == nil {
-		w.buf = getBuf()
+		// Kept with the pooled stream from then on.
+		w.buf = make([]byte, 0, bufMax)
 	}
 	if len(w.buf)+len(p) <= bufMax {
 		w.buf = append(w.buf, p...)
@@ -162,7 +158,7 @@ func (w *responseWriter) send(p []byte, final, flush bool) error {
 		c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(w.status)})
 		w.writeFieldsLocked(true)
 		if w.cl < 0 && final && w.bodyOK && (w.written > 0 || !w.isHEAD) {
-			c.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(w.written, 10)})
+			c.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: lengthText(w.written)})
 		}
 		if _, ok := w.hdr["Content-Type"]; !ok && w.bodyOK && len(w.hdr["Content-Encoding"]) == 0 {
 			var sniff []byte
@@ -233,10 +229,7 @@ func (w *responseWriter) finish() {
 			_ = w.send(nil, true, false)
 		}
 	}
-	if w.buf != nil {
-		putBuf(w.buf)
-		w.buf = nil
-	}
+	w.dropBuf()
 	// A response cut short (write deadline, failed write) ends the stream
 	// so that the client does not wait for the rest.
 	c := w.st.c
@@ -424,6 +417,21 @@ var statusTexts = func() (t [1000]string) {
 }()
 
 func statusText(code int) string { return statusTexts[code] }
+
+var smallLengths = func() (t [1024]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+// lengthText formats a Content-Length, without allocating for small ones.
+func lengthText(n int64) string {
+	if n < int64(len(smallLengths)) {
+		return smallLengths[n]
+	}
+	return strconv.FormatInt(n, 10)
+}
 
 var dateCache atomic.Pointer[dateEntry]
 

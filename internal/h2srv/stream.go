@@ -92,13 +92,14 @@ func putStream(st *stream) {
 	clear(hdr)
 	clear(rwhdr)
 	clear(vals)
-	if st.rw.buf != nil {
-		putBuf(st.rw.buf)
-	}
+	wbuf := st.rw.buf
 	*st = stream{hdr: hdr, vals: vals[:0], bbuf: bbuf[:0]}
 	st.body.st = st
 	st.rw.st = st
 	st.rw.hdr = rwhdr
+	if wbuf != nil {
+		st.rw.buf = wbuf[:0]
+	}
 	streamPool.Put(st)
 }
 

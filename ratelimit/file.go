@@ -3,16 +3,7 @@ package ratelimit
 import (
 	"errors"
 	"io"
-	"os"
-	"syscall"
 )
-
-func inode(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
-	}
-	return 0
-}
 
 func readAllLimited(r io.Reader, n int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, n+1))

@@ -15,7 +15,6 @@ import (
 // leaves in one piece with its HEADERS.
 const bufMax = 8 << 10
 
-
 // responseWriter is the http.ResponseWriter of one stream. It implements
 // http.Flusher and the methods http.ResponseController looks for
 // (FlushError, SetReadDeadline, SetWriteDeadline, EnableFullDuplex).

@@ -984,7 +984,7 @@ func (c *conn) startLocked(st *stream) {
 	c.nrunning++
 	c.running.Add(1)
 	st.started = true
-	go c.runHandler(st)
+	c.srv.workers.run(st)
 }
 
 func (c *conn) runHandler(st *stream) {

@@ -54,6 +54,7 @@ type Server struct {
 	done      chan struct{}
 	onceDone  sync.Once
 	onceClose sync.Once
+	workers   workerPool
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is
@@ -244,6 +245,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		n := len(s.conns)
 		s.mu.Unlock()
 		if n == 0 {
+			s.workers.close()
 			return lnerr
 		}
 		select {
@@ -268,5 +270,6 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		c.nc.Close()
 	}
+	s.workers.close()
 	return err
 }

@@ -94,7 +94,11 @@ type conn struct {
 	closing     bool // no output after wbuf; the writer closes when done
 	closed      bool // serve has returned
 	idleArmed   bool
-	untracked   bool
+	// The streams we reset last (RST_STREAM sent), whose frames in flight
+	// are ignored rather than taken for protocol errors.
+	recentResets [32]uint32
+	nresets      uint32
+	untracked    bool
 }
 
 type wbufWriter struct{ c *conn }
@@ -652,6 +656,8 @@ func (c *conn) onWindowUpdate(fh frameHeader, p []byte) error {
 // resetLocked sends RST_STREAM for id and forgets its stream, if open.
 func (c *conn) resetLocked(id uint32, code ErrCode) {
 	c.wbuf = appendRSTStream(c.wbuf, id, code)
+	c.recentResets[c.nresets%uint32(len(c.recentResets))] = id
+	c.nresets++
 	if st := c.streams[id]; st != nil {
 		if st.bodyErr == nil || st.bodyErr == io.EOF {
 			st.bodyErr = errStreamClosed
@@ -746,6 +752,17 @@ func (c *conn) endRecvLocked(st *stream) {
 	}
 }
 
+// weReset reports whether we recently reset stream id, whose client may
+// still send frames it had in flight.
+func (c *conn) weReset(id uint32) bool {
+	for _, r := range c.recentResets {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
 // creditLocked returns n bytes of flow-control credit on st and on the
 // connection, in WINDOW_UPDATEs of at least windowUpdateMinima.
 func (c *conn) creditLocked(st *stream, n int64) {
@@ -819,8 +836,13 @@ func (c *conn) onHeaders(fh frameHeader, p []byte) error {
 			c.resetLocked(id, ErrCodeStreamClosed)
 		}
 	case id <= c.maxClientID:
-		c.mu.Unlock()
-		return connError{ErrCodeProtocol, "HEADERS on a closed stream"}
+		if !c.weReset(id) {
+			c.mu.Unlock()
+			return connError{ErrCodeProtocol, "HEADERS on a closed stream"}
+		}
+		// Trailers in flight when we reset the stream: decoded for the
+		// HPACK state, then dropped (section 5.4.2).
+		c.hdrKind = kindIgnore
 	default:
 		c.maxClientID = id
 		c.hdrKind = kindNew
@@ -880,11 +902,11 @@ func (c *conn) newStream(id uint32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.hdrErr != ErrCodeNo {
-		c.wbuf = appendRSTStream(c.wbuf, id, c.hdrErr)
+		c.resetLocked(id, c.hdrErr)
 		return
 	}
 	if len(c.streams) >= c.maxStreams {
-		c.wbuf = appendRSTStream(c.wbuf, id, ErrCodeRefusedStream)
+		c.resetLocked(id, ErrCodeRefusedStream)
 		return
 	}
 	st := getStream(c, id)
@@ -899,7 +921,7 @@ func (c *conn) newStream(id uint32) {
 		return
 	}
 	if code := st.buildRequest(c.fields, c.hdrEnd); code != ErrCodeNo {
-		c.wbuf = appendRSTStream(c.wbuf, id, code)
+		c.resetLocked(id, code)
 		c.streamPool(st)
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -479,5 +480,50 @@ func TestIdleTimeout(t *testing.T) {
 	rc.wantGoAway(http2.ErrCodeNo)
 	if d := time.Since(start); d < 80*time.Millisecond {
 		t.Fatalf("GOAWAY after %v", d)
+	}
+}
+
+// TestFramesAfterOurReset: trailers the client had in flight when we reset
+// its stream are dropped, not taken for a connection error.
+func TestFramesAfterOurReset(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte("ok"))
+	}), nil)
+	rc := dialRaw(t, addr)
+	rc.headers(1, false, ":method", "POST", ":scheme", "https", ":path", "/", ":authority", "x", "content-length", "2")
+	_ = rc.fr.WriteData(1, false, []byte("too long"))
+	rc.wantRST(1, http2.ErrCodeProtocol)
+	_ = rc.fr.WriteData(1, false, []byte("more"))
+	rc.headers(1, true, "x-trailer", "1")
+	rc.headers(3, true, getFields...)
+	f := rc.until("response", func(f http2.Frame) bool {
+		_, ga := f.(*http2.GoAwayFrame)
+		h, ok := f.(*http2.MetaHeadersFrame)
+		return ga || ok && h.StreamID == 3
+	})
+	if h, ok := f.(*http2.MetaHeadersFrame); !ok || h.PseudoValue("status") != "200" {
+		t.Fatalf("got %v", f)
+	}
+}
+
+// TestReadDeadline: a handler's read past its deadline fails instead of
+// waiting for a client that sends nothing.
+func TestReadDeadline(t *testing.T) {
+	got := make(chan error, 1)
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_, err := r.Body.Read(make([]byte, 10))
+		got <- err
+	}), nil)
+	rc := dialRaw(t, addr)
+	rc.headers(1, false, ":method", "POST", ":scheme", "https", ":path", "/", ":authority", "x")
+	select {
+	case err := <-got:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read did not return")
 	}
 }

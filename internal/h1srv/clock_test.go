@@ -110,3 +110,44 @@ func TestSendTimeout(t *testing.T) {
 		t.Fatal("the handler's writes never failed")
 	}
 }
+
+// With HandleRejects, a refused request reaches the handler as a stand-in
+// that Rejection recognises, and the connection closes after its answer;
+// ordinary requests are not taken for stand-ins.
+func TestHandleRejects(t *testing.T) {
+	t.Parallel()
+	s := &Server{HandleRejects: true, MaxURIBytes: 64, MaxHeaderBytes: 1024}
+	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if status, reason, ok := Rejection(r); ok {
+			w.WriteHeader(status)
+			io.WriteString(w, "refused: "+reason)
+			return
+		}
+		io.WriteString(w, "ok "+r.URL.Path)
+	})
+	addr := start(t, s)
+	for _, tc := range []struct {
+		raw, want string
+		status    int
+	}{
+		{"GET /a HTTP/1.1\r\nHost: h\r\n bad: fold\r\n\r\n", "refused: obs_fold", 400},
+		{"GET /" + strings.Repeat("a", 100) + " HTTP/1.1\r\nHost: h\r\n\r\n", "refused: uri_too_long", 414},
+		{"GET /a HTTP/1.1\r\nHost: h\r\nX: " + strings.Repeat("b", 2000) + "\r\n\r\n", "refused: header_too_large", 431},
+		{"GET /a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", "refused: content_length_with_transfer_encoding", 400},
+		{"GET /ok HTTP/1.1\r\nHost: h\r\n\r\n", "ok /ok", 200},
+	} {
+		c := dial(t, addr)
+		io.WriteString(c, tc.raw)
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.raw[:20], err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != tc.status || string(b) != tc.want {
+			t.Errorf("%q: %d %q, want %d %q", tc.raw[:20], res.StatusCode, b, tc.status, tc.want)
+		}
+		if tc.status != 200 && !res.Close {
+			t.Errorf("%q: connection kept open after a refusal", tc.raw[:20])
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package h1srv
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -286,7 +287,7 @@ func (c *conn) serveOne(first, fresh bool) outcome {
 			}
 		}
 		if len(buf) > max {
-			c.reject(errTooLarge)
+			c.reject(s.tooLarge(buf))
 			return stop
 		}
 		if err := c.fill(); err != nil {
@@ -294,16 +295,16 @@ func (c *conn) serveOne(first, fresh bool) outcome {
 				return stop
 			}
 			if len(buf) > 0 && isTimeout(err) {
-				c.reject(&parseError{http.StatusRequestTimeout, "request head timeout"})
+				c.reject(&parseError{http.StatusRequestTimeout, "head_timeout"})
 			}
 			return stop
 		}
 	}
-	if end > max {
-		c.reject(errTooLarge)
+	raw := c.rbuf[c.rpos : c.rpos+end]
+	if end > max || s.MaxURIBytes > 0 && bytes.IndexByte(raw, '\n') > s.MaxURIBytes {
+		c.reject(s.tooLarge(raw))
 		return stop
 	}
-	raw := c.rbuf[c.rpos : c.rpos+end]
 	if perr := parseHead(raw, &c.head); perr != nil {
 		c.reject(perr)
 		return stop
@@ -355,11 +356,11 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 			continue // net/http keeps it in Request.Host only
 		case "Content-Length":
 			if lengths > 0 && val != clStr {
-				return nil, &parseError{http.StatusBadRequest, "conflicting Content-Length"}
+				return nil, &parseError{http.StatusBadRequest, "duplicate_content_length"}
 			}
 			n, ok := parseContentLength(val)
 			if !ok {
-				return nil, &parseError{http.StatusBadRequest, "bad Content-Length"}
+				return nil, &parseError{http.StatusBadRequest, "bad_content_length"}
 			}
 			lengths++
 			cl, clStr = n, val
@@ -370,9 +371,9 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 			encodings++
 			if !ascii.EqualFold(val, "chunked") {
 				if ascii.IsToken(val) {
-					return nil, &parseError{http.StatusNotImplemented, "unsupported Transfer-Encoding"}
+					return nil, &parseError{http.StatusNotImplemented, "unsupported_transfer_encoding"}
 				}
-				return nil, &parseError{http.StatusBadRequest, "bad Transfer-Encoding"}
+				return nil, &parseError{http.StatusBadRequest, "bad_transfer_encoding"}
 			}
 			continue // as net/http: Request.TransferEncoding instead
 		case "Connection":
@@ -380,7 +381,7 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 			conKeep = conKeep || hasToken(val, "keep-alive")
 		case "Expect":
 			if !ascii.EqualFold(val, "100-continue") {
-				return nil, &parseError{http.StatusExpectationFailed, "unsupported Expect"}
+				return nil, &parseError{http.StatusExpectationFailed, "unsupported_expect"}
 			}
 			expect = h.minor == 1
 		case "Trailer":
@@ -396,14 +397,14 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 	c.vals = vals[:0]
 	switch {
 	case hosts == 0 && h.minor == 1:
-		return nil, &parseError{http.StatusBadRequest, "missing Host"}
+		return nil, &parseError{http.StatusBadRequest, "missing_host"}
 	case hosts > 1:
-		return nil, &parseError{http.StatusBadRequest, "duplicate Host"}
+		return nil, &parseError{http.StatusBadRequest, "duplicate_host"}
 	case encodings > 1:
-		return nil, &parseError{http.StatusBadRequest, "duplicate Transfer-Encoding"}
+		return nil, &parseError{http.StatusBadRequest, "duplicate_transfer_encoding"}
 	case encodings > 0 && (lengths > 0 || h.minor == 0):
 		// RFC 9112 6.1 and 6.3: the shapes request smuggling uses.
-		return nil, &parseError{http.StatusBadRequest, "Transfer-Encoding with Content-Length or in HTTP/1.0"}
+		return nil, &parseError{http.StatusBadRequest, "content_length_with_transfer_encoding"}
 	}
 
 	r := &c.tmpl
@@ -425,7 +426,7 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 	default:
 		u, err := url.ParseRequestURI(target)
 		if err != nil {
-			return nil, &parseError{http.StatusBadRequest, "bad request target"}
+			return nil, &parseError{http.StatusBadRequest, "bad_target"}
 		}
 		c.url = *u
 		if u.Host != "" {
@@ -626,9 +627,24 @@ func (c *conn) runHandler(w *response, r *http.Request) (panicked bool) {
 	return false
 }
 
+// tooLarge is the refusal of a head that is over a size limit: 414 when
+// its request line is, 431 otherwise.
+func (s *Server) tooLarge(head []byte) *parseError {
+	if u := s.MaxURIBytes; u > 0 {
+		if i := bytes.IndexByte(head, '\n'); i < 0 && len(head) > u || i > u {
+			return errURITooLong
+		}
+	}
+	return errTooLarge
+}
+
 // reject answers a request the parser refused and leaves the connection
 // to be closed.
 func (c *conn) reject(e *parseError) {
+	if c.srv.HandleRejects {
+		c.rejectToHandler(e)
+		return
+	}
 	msg := http.StatusText(e.status)
 	c.out = c.out[:c.outMark]
 	c.appendOut("HTTP/1.1 ")
@@ -641,6 +657,48 @@ func (c *conn) reject(e *parseError) {
 	if c.flush() == nil {
 		c.lingerClose()
 	}
+}
+
+// rejectKey is the context key of the verdict on a stand-in request.
+type rejectKey struct{}
+
+// rejectToHandler passes a refused request to the handler as a stand-in
+// (see Rejection), so that the refusal is answered, logged and counted
+// like any other request; then the connection closes.
+func (c *conn) rejectToHandler(e *parseError) {
+	c.out = c.out[:c.outMark]
+	r := &c.tmpl
+	*r = c.blank
+	r = r.WithContext(context.WithValue(r.Context(), rejectKey{}, e))
+	c.url = url.URL{Path: "/"}
+	r.Method, r.URL, r.Header = http.MethodGet, &c.url, http.Header{}
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	r.RemoteAddr, r.TLS, r.Body, r.Close = c.remote, c.tlsState, http.NoBody, true
+	w := &c.resp
+	w.reset(r, nil)
+	w.closeAfter = true
+	if c.runHandler(w, r) || !w.finish() {
+		_ = c.flush()
+		c.nc.Close()
+		return
+	}
+	if c.flush() == nil {
+		c.lingerClose()
+	}
+}
+
+// Rejection reports whether r is the stand-in for a request the server
+// refused (with HandleRejects set), and with what status and reason: a
+// snake_case word such as "obs_fold", "bad_target" or "uri_too_long".
+func Rejection(r *http.Request) (status int, reason string, ok bool) {
+	if r.RequestURI != "" {
+		return 0, "", false // every parsed request has one
+	}
+	e, ok := r.Context().Value(rejectKey{}).(*parseError)
+	if !ok {
+		return 0, "", false
+	}
+	return e.status, e.reason, true
 }
 
 // lingerClose closes after the client has had time to read the answer:

@@ -22,8 +22,9 @@ type head struct {
 	fields         []field
 }
 
-// parseError is a request the server answers itself, never passing it to
-// the handler.
+// parseError is a request the server refuses: it answers it itself, or
+// hands a stand-in to the handler (Server.HandleRejects). reason is a
+// snake_case word for logs and metrics.
 type parseError struct {
 	status int
 	reason string
@@ -32,13 +33,14 @@ type parseError struct {
 func (e *parseError) Error() string { return "h1srv: " + e.reason }
 
 var (
-	errBadRequestLine = &parseError{http.StatusBadRequest, "malformed request line"}
-	errBadVersion     = &parseError{http.StatusHTTPVersionNotSupported, "unsupported HTTP version"}
-	errObsFold        = &parseError{http.StatusBadRequest, "obsolete line folding"}
-	errBadField       = &parseError{http.StatusBadRequest, "malformed header field"}
-	errBareCR         = &parseError{http.StatusBadRequest, "bare CR"}
-	errTooLarge       = &parseError{http.StatusRequestHeaderFieldsTooLarge, "request header too large"}
-	errTooManyFields  = &parseError{http.StatusRequestHeaderFieldsTooLarge, "too many header fields"}
+	errBadRequestLine = &parseError{http.StatusBadRequest, "bad_request_line"}
+	errBadVersion     = &parseError{http.StatusHTTPVersionNotSupported, "http_version_not_supported"}
+	errObsFold        = &parseError{http.StatusBadRequest, "obs_fold"}
+	errBadField       = &parseError{http.StatusBadRequest, "bad_header_field"}
+	errBareCR         = &parseError{http.StatusBadRequest, "bare_cr"}
+	errTooLarge       = &parseError{http.StatusRequestHeaderFieldsTooLarge, "header_too_large"}
+	errTooManyFields  = &parseError{http.StatusRequestHeaderFieldsTooLarge, "too_many_headers"}
+	errURITooLong     = &parseError{http.StatusRequestURITooLong, "uri_too_long"}
 )
 
 // maxFields bounds the header field lines of one request (as nginx and

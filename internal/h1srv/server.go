@@ -33,6 +33,14 @@ type Server struct {
 	// response fails it and loses the connection. A file sent with
 	// sendfile(2) gets sixty times as long. Zero means no limit.
 	SendTimeout time.Duration
+	// MaxURIBytes bounds the request line; a longer one gets 414. Zero
+	// means only MaxHeaderBytes bounds it.
+	MaxURIBytes int
+	// HandleRejects passes requests the parser refuses to Handler, as a
+	// stand-in GET / whose verdict Rejection reports, instead of answering
+	// them with a bare status: the handler can then log and count them,
+	// and answer in its own words. The connection closes after the answer.
+	HandleRejects bool
 	// MaxHeaderBytes bounds the request line plus header fields; a larger
 	// head gets 431. Zero means 1 MiB (net/http's default).
 	MaxHeaderBytes int

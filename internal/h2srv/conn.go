@@ -297,10 +297,18 @@ func (c *conn) writeLoop() {
 			}
 			c.wbuf = c.wspare[:0]
 			c.wspare = nil
+			closing := c.closing
 			c.mu.Unlock()
+			if d := c.srv.IdleTimeout; d > 0 && !closing {
+				// A client that reads nothing for as long as an idle
+				// connection may live is gone; its handlers are released.
+				_ = c.nc.SetWriteDeadline(time.Now().Add(d))
+			}
 			_, err := c.nc.Write(buf)
 			c.mu.Lock()
-			if cap(buf) <= 4*wbufMax {
+			// The written buffer is kept for the next batch while streams
+			// are busy; an idle connection holds none.
+			if cap(buf) <= 2*wbufMax && (len(c.streams) > 0 || c.nrunning > 0) {
 				c.wspare = buf[:0]
 			}
 			if err != nil {

@@ -23,7 +23,9 @@ type Server struct {
 	// both zero, no limit.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout is how long a connection without open streams is kept
-	// before it gets GOAWAY and is closed. Zero means no limit.
+	// before it gets GOAWAY and is closed. It also bounds one write to the
+	// client: one that reads nothing for that long is disconnected. Zero
+	// means no limit.
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's header list as HPACK counts it
 	// (name + value + 32 per field); it is advertised as

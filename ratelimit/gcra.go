@@ -48,22 +48,38 @@ type Result struct {
 // gcra decides for one bucket at now. It returns the new TAT (the old one
 // when the request is refused) and the result.
 func gcra(tat, now int64, p policyParams) (int64, Result) {
+	tat, ok := gcraTake(tat, now, p)
+	return tat, gcraResult(ok, tat, now, p)
+}
+
+// gcraTake is gcra's decision alone: whether the request fits, and the
+// TAT after it (when refused, the old one, at least now).
+func gcraTake(tat, now int64, p policyParams) (int64, bool) {
 	if tat < now {
 		tat = now
 	}
-	limit := p.burst * p.interval
 	next := tat + p.interval
-	if next-now > limit {
-		return tat, Result{
+	if next-now > p.burst*p.interval {
+		return tat, false
+	}
+	return next, true
+}
+
+// gcraResult is the Result of a decision gcraTake returned: the numbers a
+// client sees in headers and refusals. It is worked out only when a
+// response needs it, as it costs a division.
+func gcraResult(ok bool, tat, now int64, p policyParams) Result {
+	if !ok {
+		return Result{
 			Allowed:    false,
 			Remaining:  0,
-			RetryAfter: time.Duration(next - now - limit),
+			RetryAfter: time.Duration(tat + p.interval - now - p.burst*p.interval),
 			Reset:      time.Duration(tat - now),
 		}
 	}
-	return next, Result{
+	return Result{
 		Allowed:   true,
-		Remaining: (now + limit - next) / p.interval,
-		Reset:     time.Duration(next - now),
+		Remaining: (now + p.burst*p.interval - tat) / p.interval,
+		Reset:     time.Duration(tat - now),
 	}
 }

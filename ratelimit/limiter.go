@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
 // Options are the Limiter's collaborators.
@@ -31,8 +33,10 @@ type Options struct {
 	// Registerer receives the metrics. Nil: metrics are kept but not
 	// registered.
 	Registerer prometheus.Registerer
-	// Clock returns the current time. Nil: the monotonic clock (read once
-	// per request). Tests pass a fake.
+	// Clock returns the current time. Nil: the time the front received
+	// the request (reqinfo.Info.Start) when it is set, else the monotonic
+	// clock, read once per request. Tests pass a fake, which is then read
+	// for every request.
 	Clock func() time.Time
 }
 
@@ -43,6 +47,7 @@ type Limiter struct {
 	now     func() time.Time
 	fake    bool      // Options.Clock was given
 	base    time.Time // with its monotonic reading: clock counts from it
+	baseNs  int64     // base.UnixNano()
 	seed    maphash.Seed
 	ipKey   [3]uint64 // hashIP's secret
 	metrics *metrics
@@ -89,7 +94,7 @@ type policy struct {
 	policyValue  [][]string
 	headerName   []string // the quoted name alone, for RateLimit
 	byIP         bool
-	counters     [][numResults]prometheus.Counter
+	counters     [][numResults]*stripedCounter
 }
 
 type rule struct {
@@ -131,6 +136,7 @@ func New(cfg Config, opts Options) (*Limiter, error) {
 	for i := range l.ipKey {
 		l.ipKey[i] = rand.Uint64() // the runtime's ChaCha8: unpredictable
 	}
+	l.baseNs = l.base.UnixNano()
 	if l.log == nil {
 		l.log = slog.Default()
 	}
@@ -385,9 +391,26 @@ type check struct {
 	pol    *policy
 	params policyParams
 	hash   uint64
-	ip     netip.Addr // the masked client address, for by-IP buckets
-	sub    string     // the subject, for by-plan buckets
-	res    Result
+	// bySub: the bucket is the request's subject's (by plan), not its
+	// client address's. Both are the request's, passed to decide beside
+	// the checks rather than copied into each.
+	bySub bool
+	// res is the decision. After a memory decision only res.Allowed is
+	// set (lazy): result works the rest out from tat and now when a
+	// response needs it.
+	res  Result
+	lazy bool
+	tat  int64 // the bucket's TAT after the decision
+	now  int64
+}
+
+// result is the check's full Result.
+func (c *check) result() Result {
+	if c.lazy {
+		c.res = gcraResult(c.res.Allowed, c.tat, c.now, c.params)
+		c.lazy = false
+	}
+	return c.res
 }
 
 // collect appends the buckets a request is counted in. ip is the masked
@@ -413,15 +436,15 @@ func (p *policy) add(cs []check, l *Limiter, byIP bool, ip netip.Addr, ipHash ui
 	if lp.interval == 0 {
 		return cs
 	}
-	c := check{pol: p, params: lp}
+	cs = append(cs, check{pol: p, params: lp})
+	c := &cs[len(cs)-1]
 	if byIP || id.plan < 0 {
-		c.ip = ip
 		c.hash = mix(ipHash, p.id)
 	} else {
-		c.sub = id.subject
+		c.bySub = true
 		c.hash = mix(maphash.String(l.seed, id.subject), p.id^0x5bd1e995)
 	}
-	return append(cs, c)
+	return cs
 }
 
 func wymix(a, b uint64) uint64 {
@@ -449,7 +472,22 @@ func (l *Limiter) clock() int64 {
 	if l.fake {
 		return l.now().UnixNano()
 	}
-	return l.base.UnixNano() + int64(time.Since(l.base))
+	return l.baseNs + int64(time.Since(l.base))
+}
+
+// requestClock is clock for a request the front has timed: the instant in
+// info.Start, which the front read when the request head arrived (it needs
+// it for the access log anyway), on the same scale as clock. Reading the
+// clock again would cost a third of the limiter's own work on a VM (35-50
+// ns), for an instant a few microseconds later that changes no decision:
+// GCRA takes instants a little out of order across requests (a bucket's
+// TAT only moves forward). Without a Start (a handler outside the front),
+// or with a fake clock, it reads the clock.
+func (l *Limiter) requestClock(info *reqinfo.Info) int64 {
+	if l.fake || info == nil || info.Start.IsZero() {
+		return l.clock()
+	}
+	return l.baseNs + int64(info.Start.Sub(l.base))
 }
 
 // prefetch starts loading the memory buckets of cs, so that their cache
@@ -468,14 +506,15 @@ func (st *state) prefetch(cs []check) {
 }
 
 // decide takes a token from every check, all or none, at now (from
-// clock). It returns false when the request must be refused (with the
-// checks' results filled in).
-func (l *Limiter) decide(ctx context.Context, st *state, cs []check, now int64) bool {
+// clock). ip (masked) and sub are the request's client address and
+// subject, which name its buckets in Redis. It returns false when the
+// request must be refused (with the checks' results filled in).
+func (l *Limiter) decide(ctx context.Context, st *state, cs []check, now int64, ip netip.Addr, sub string) bool {
 	if len(cs) == 0 {
 		return true
 	}
 	if st.redis != nil {
-		switch st.redis.take(ctx, cs, now) {
+		switch st.redis.take(ctx, cs, now, ip, sub) {
 		case redisOK:
 			return allAllowed(cs)
 		case redisAllow:
@@ -499,14 +538,16 @@ func (l *Limiter) decide(ctx context.Context, st *state, cs []check, now int64) 
 // refused by a burst limit does not eat into a daily quota.
 func takeMemory(m *memoryStore, cs []check, now int64) bool {
 	for i := range cs {
-		cs[i].res = m.take(cs[i].hash, now, cs[i].params)
-		if !cs[i].res.Allowed {
+		c := &cs[i]
+		tat, ok := m.takeTAT(c.hash, now, c.params)
+		c.res, c.lazy, c.tat, c.now = Result{Allowed: ok}, true, tat, now
+		if !ok {
 			for j := range i {
 				m.refund(cs[j].hash, cs[j].params)
 			}
 			for j := i + 1; j < len(cs); j++ {
 				// Not consulted; report the bucket as it stands.
-				cs[j].res = Result{Allowed: true, Remaining: -1}
+				cs[j].res, cs[j].lazy = Result{Allowed: true, Remaining: -1}, false
 			}
 			return false
 		}

@@ -1,6 +1,9 @@
 package ratelimit
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,7 +19,7 @@ var resultNames = [numResults]string{"allowed", "limited", "dry_run_limited"}
 // metrics are the limiter's Prometheus series. Labels are policy names and
 // plan names from the configuration, never a client address or key.
 type metrics struct {
-	decisions    *prometheus.CounterVec
+	decisions    *decisionCounters
 	unauthorized prometheus.Counter
 	concurrency  prometheus.Counter
 	redisErrors  prometheus.Counter
@@ -25,10 +28,12 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, l *Limiter) *metrics {
 	m := &metrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_ratelimit_decisions_total",
-			Help: "Bucket decisions by policy (ip, plan or a rule's name), plan (none for keyless requests) and result.",
-		}, []string{"policy", "plan", "result"}),
+		decisions: &decisionCounters{
+			desc: prometheus.NewDesc("gatehouse_ratelimit_decisions_total",
+				"Bucket decisions by policy (ip, plan or a rule's name), plan (none for keyless requests) and result.",
+				[]string{"policy", "plan", "result"}, nil),
+			byLabels: map[[3]string]*stripedCounter{},
+		},
 		unauthorized: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_unauthorized_total",
 			Help: "Requests refused with 401 for an unknown API key, a bad token or no key where one is required.",
@@ -62,10 +67,11 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) *metrics {
 }
 
 // bind resolves a policy's counters once, so that counting a decision is
-// one atomic add and no label lookup. Only the plans the policy applies to
-// get series.
+// one uncontended add and no label lookup. Only the plans the policy
+// applies to get series. A policy that keeps its name across a reload
+// keeps its counters.
 func (m *metrics) bind(p *policy, plans []string) {
-	p.counters = make([][numResults]prometheus.Counter, len(plans)+1)
+	p.counters = make([][numResults]*stripedCounter, len(plans)+1)
 	for i := range p.counters {
 		if p.limits[i].interval == 0 {
 			continue // this plan is never counted here: no empty series
@@ -75,7 +81,65 @@ func (m *metrics) bind(p *policy, plans []string) {
 			plan = plans[i-1]
 		}
 		for r := range numResults {
-			p.counters[i][r] = m.decisions.WithLabelValues(p.name, plan, resultNames[r])
+			p.counters[i][r] = m.decisions.get(p.name, plan, resultNames[r])
 		}
+	}
+}
+
+// A stripedCounter is one counter kept as a cell per store shard, each on
+// its own cache line; a decision adds to the cell of its bucket's shard
+// (the shard whose lock it has just held). One prometheus.Counter would
+// be one cache line that every core writes for every request, moving
+// between the cores' caches (a miss each time) once requests run on
+// several; the stripes follow the shards instead, so two cores contend
+// on a counter only when they contend on a shard. Reading sums the cells.
+type stripedCounter struct {
+	cells [numShards]struct {
+		n atomic.Uint64
+		_ [56]byte
+	}
+}
+
+// inc counts one decision for the bucket with hash h.
+func (c *stripedCounter) inc(h uint64) { c.cells[h>>shardShift].n.Add(1) }
+
+func (c *stripedCounter) value() uint64 {
+	var n uint64
+	for i := range c.cells {
+		n += c.cells[i].n.Load()
+	}
+	return n
+}
+
+// decisionCounters is gatehouse_ratelimit_decisions_total: a Collector
+// over striped counters, one per label set, created on first use and kept
+// for the limiter's life.
+type decisionCounters struct {
+	desc     *prometheus.Desc
+	mu       sync.Mutex
+	byLabels map[[3]string]*stripedCounter
+}
+
+func (d *decisionCounters) get(policy, plan, result string) *stripedCounter {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := [3]string{policy, plan, result}
+	c := d.byLabels[k]
+	if c == nil {
+		c = new(stripedCounter)
+		d.byLabels[k] = c
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (d *decisionCounters) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+// Collect implements prometheus.Collector.
+func (d *decisionCounters) Collect(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, c := range d.byLabels {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(c.value()), k[0], k[1], k[2])
 	}
 }

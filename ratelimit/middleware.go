@@ -26,6 +26,9 @@ func (l *Limiter) Wrap(next http.Handler) http.Handler {
 // allocation (the base limit and up to seven rules).
 const maxChecks = 8
 
+// smallChecks is the buffer for configurations with at most one rule.
+const smallChecks = 2
+
 func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	st := l.state.Load()
 	info := reqinfo.From(r.Context())
@@ -53,12 +56,12 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		if st.ip != nil && !st.cfg.DryRun {
 			var buf [1]check
 			cs := st.ip.add(buf[:0], l, true, ip, ipHash, identity{plan: -1})
-			if !l.decide(r.Context(), st, cs, l.clock()) {
+			if !l.decide(r.Context(), st, cs, l.requestClock(info), ip, "") {
 				l.count(cs, -1, false, false)
 				if info != nil {
 					info.Reason = "rate_limited"
 				}
-				l.refuse(w, r, info, http.StatusTooManyRequests, "too many requests", cs[0].res.RetryAfter, false)
+				l.refuse(w, r, info, http.StatusTooManyRequests, "too many requests", cs[0].result().RetryAfter, false)
 				return
 			}
 		}
@@ -74,9 +77,18 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	}
 
 	// The buckets first, so that their cache lines load while the
-	// concurrency cap and the clock are read.
-	var buf [maxChecks]check
-	cs := st.collect(buf[:0], l, r, ip, ipHash, id)
+	// concurrency cap and the clock are read. Most configurations count a
+	// request in one or two buckets: a buffer that fits them is all that
+	// is zeroed for each request.
+	var cs []check
+	if len(st.rules) < smallChecks {
+		var buf [smallChecks]check
+		cs = buf[:0]
+	} else {
+		var buf [maxChecks]check
+		cs = buf[:0]
+	}
+	cs = st.collect(cs, l, r, ip, ipHash, id)
 	st.prefetch(cs)
 
 	if limit := st.cfg.MaxConcurrentPerIP; limit > 0 {
@@ -95,7 +107,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		}
 	}
 
-	ok := l.decide(r.Context(), st, cs, l.clock())
+	ok := l.decide(r.Context(), st, cs, l.requestClock(info), ip, id.subject)
 	l.count(cs, id.plan, ok, st.cfg.DryRun)
 	if !ok && st.cfg.DryRun {
 		l.logDryRun(r, info, limitingPolicy(cs), planName(st, id.plan))
@@ -105,7 +117,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		var retry time.Duration
 		for i := range cs {
 			if !cs[i].res.Allowed {
-				retry = max(retry, cs[i].res.RetryAfter)
+				retry = max(retry, cs[i].result().RetryAfter)
 			}
 		}
 		if info != nil {
@@ -153,7 +165,7 @@ func (l *Limiter) count(cs []check, plan int, ok, dry bool) {
 			continue // not consulted or given back: not a decision
 		}
 		if ctr := c.pol.counters; len(ctr) > plan+1 && ctr[plan+1][res] != nil {
-			ctr[plan+1][res].Inc()
+			ctr[plan+1][res].inc(c.hash)
 		}
 	}
 }
@@ -198,7 +210,8 @@ func setHeaders(h http.Header, cs []check, plan int) {
 	b := hv.buf[:0]
 	for i := range cs {
 		c := &cs[i]
-		if c.res.Remaining < 0 {
+		res := c.result()
+		if res.Remaining < 0 {
 			continue
 		}
 		if len(b) > 0 {
@@ -206,12 +219,12 @@ func setHeaders(h http.Header, cs []check, plan int) {
 		}
 		b = append(b, c.pol.headerName[plan+1]...)
 		b = append(b, ";r="...)
-		b = strconv.AppendInt(b, c.res.Remaining, 10)
+		b = strconv.AppendInt(b, res.Remaining, 10)
 		b = append(b, ";t="...)
-		t := c.res.Reset
-		if c.res.Remaining == 0 {
-			t = max(c.res.RetryAfter, 0)
-			if c.res.Allowed {
+		t := res.Reset
+		if res.Remaining == 0 {
+			t = max(res.RetryAfter, 0)
+			if res.Allowed {
 				t = time.Duration(c.params.interval)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -115,16 +116,17 @@ func (s *redisStore) close() { s.client.Close() }
 
 // key names a bucket: prefix, the policy id, then the client address (as
 // grouped) or the subject.
-func (s *redisStore) key(c *check) string {
+func (s *redisStore) key(c *check, ip netip.Addr, sub string) string {
 	id := strconv.FormatUint(c.pol.id, 36)
-	if c.sub != "" {
-		return s.prefix + id + ":s:" + c.sub
+	if c.bySub {
+		return s.prefix + id + ":s:" + sub
 	}
-	return s.prefix + id + ":ip:" + c.ip.String()
+	return s.prefix + id + ":ip:" + ip.String()
 }
 
-// take decides the checks in Redis, or says what to do instead.
-func (s *redisStore) take(ctx context.Context, cs []check, now int64) redisOutcome {
+// take decides the checks in Redis, or says what to do instead. ip (as
+// grouped) and sub are the request's client address and subject.
+func (s *redisStore) take(ctx context.Context, cs []check, now int64, ip netip.Addr, sub string) redisOutcome {
 	if s.down.Load() {
 		next := s.nextTry.Load()
 		if now < next || !s.nextTry.CompareAndSwap(next, now+int64(s.retry)) {
@@ -135,7 +137,7 @@ func (s *redisStore) take(ctx context.Context, cs []check, now int64) redisOutco
 	keys := make([]string, len(cs))
 	args := make([]any, 0, 2*len(cs))
 	for i := range cs {
-		keys[i] = s.key(&cs[i])
+		keys[i] = s.key(&cs[i], ip, sub)
 		args = append(args, max(cs[i].params.interval/1000, 1), cs[i].params.burst)
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)

@@ -88,7 +88,7 @@ type conn struct {
 	recvUnacked int64 // credit consumed but not yet returned
 	wbuf        []byte
 	wspare      []byte
-	enc         *hpack.Encoder
+	sizeUpdate  bool              // the next header block starts with a table size update
 	lower       map[string]string // canonical key -> lowercase field name
 	goAwaySent  bool
 	closing     bool // no output after wbuf; the writer closes when done
@@ -99,13 +99,6 @@ type conn struct {
 	recentResets [32]uint32
 	nresets      uint32
 	untracked    bool
-}
-
-type wbufWriter struct{ c *conn }
-
-func (w wbufWriter) Write(p []byte) (int, error) {
-	w.c.wbuf = append(w.c.wbuf, p...)
-	return len(p), nil
 }
 
 func newConn(s *Server, nc net.Conn, ctx context.Context) *conn {
@@ -127,7 +120,7 @@ func newConn(s *Server, nc net.Conn, ctx context.Context) *conn {
 	}
 	c.ctx, c.cancelCtx = context.WithCancel(ctx)
 	c.cond.L = &c.mu
-	c.enc = hpack.NewEncoder(wbufWriter{c})
+	c.sizeUpdate = true
 	c.dec = hpack.NewDecoder(4096, c.onField)
 	c.dec.SetMaxStringLength(c.maxHeader)
 	return c
@@ -520,7 +513,8 @@ func (c *conn) onSettings(fh frameHeader, p []byte) error {
 		v := binary.BigEndian.Uint32(p[2:])
 		switch id {
 		case settingHeaderTableSize:
-			c.enc.SetMaxDynamicTableSizeLimit(v)
+			_ = v // our table stays empty; the next block says so again
+			c.sizeUpdate = true
 		case settingEnablePush:
 			if v > 1 {
 				return connError{ErrCodeProtocol, "SETTINGS_ENABLE_PUSH not 0 or 1"}
@@ -960,9 +954,9 @@ func (c *conn) newStream(id uint32) {
 // appendSimpleLocked answers id with an empty response of status code.
 func (c *conn) appendSimpleLocked(id uint32, code int) {
 	start := c.beginHeadersLocked(id, flagEndStream)
-	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(code)})
-	c.enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
-	c.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
+	c.wbuf = appendStatus(c.wbuf, code)
+	c.wbuf = appendField(c.wbuf, "date", httpDate())
+	c.wbuf = appendField(c.wbuf, "content-length", "0")
 	c.endHeadersLocked(start)
 }
 
@@ -1105,10 +1099,14 @@ func (c *conn) streamPool(st *stream) {
 }
 
 // beginHeadersLocked starts a HEADERS frame for id in wbuf and returns
-// where; the fields are written with c.enc, then endHeadersLocked.
+// where; the fields are appended (encode.go), then endHeadersLocked.
 func (c *conn) beginHeadersLocked(id uint32, flags uint8) int {
 	start := len(c.wbuf)
 	c.wbuf = appendFrameHeader(c.wbuf, 0, frameHeaders, flags, id)
+	if c.sizeUpdate {
+		c.wbuf = appendTableSizeZero(c.wbuf)
+		c.sizeUpdate = false
+	}
 	return start
 }
 
@@ -1162,6 +1160,7 @@ func (c *conn) sendDataLocked(st *stream, p []byte, end bool) error {
 		}
 		if len(c.wbuf) >= wbufMax || st.sendWindow <= 0 || c.sendWindow <= 0 {
 			c.wakeWriter()
+			st.armLocked(1)
 			c.cond.Wait()
 			continue
 		}

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2/hpack"
 )
 
 // bufMax is how much body a handler may write before the response goes
@@ -63,7 +61,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		c.mu.Lock()
 		if !w.st.reset && !c.closing {
 			start := c.beginHeadersLocked(w.st.id, 0)
-			c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(code)})
+			c.wbuf = appendStatus(c.wbuf, code)
 			w.writeFieldsLocked(false)
 			c.endHeadersLocked(start)
 			c.wakeWriter()
@@ -154,10 +152,10 @@ func (w *responseWriter) send(p []byte, final, flush bool) error {
 		if end {
 			c.wbuf[start+4] |= flagEndStream
 		}
-		c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(w.status)})
+		c.wbuf = appendStatus(c.wbuf, w.status)
 		w.writeFieldsLocked(true)
 		if w.cl < 0 && final && w.bodyOK && (w.written > 0 || !w.isHEAD) {
-			c.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: lengthText(w.written)})
+			c.wbuf = appendField(c.wbuf, "content-length", lengthText(w.written))
 		}
 		if _, ok := w.hdr["Content-Type"]; !ok && w.bodyOK && len(w.hdr["Content-Encoding"]) == 0 {
 			var sniff []byte
@@ -167,7 +165,7 @@ func (w *responseWriter) send(p []byte, final, flush bool) error {
 				sniff = p
 			}
 			if len(sniff) > 0 {
-				c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: http.DetectContentType(sniff)})
+				c.wbuf = appendField(c.wbuf, "content-type", http.DetectContentType(sniff))
 			}
 		}
 		c.endHeadersLocked(start)
@@ -262,12 +260,12 @@ func (w *responseWriter) writeFieldsLocked(final bool) {
 		}
 		for _, v := range vv {
 			if validFieldValue(v) {
-				c.enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+				c.wbuf = appendField(c.wbuf, name, v)
 			}
 		}
 	}
 	if _, ok := w.hdr["Date"]; !ok && final {
-		c.enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
+		c.wbuf = appendField(c.wbuf, "date", httpDate())
 	}
 }
 
@@ -301,7 +299,7 @@ func (w *responseWriter) writeTrailersLocked() {
 		}
 		for _, v := range vv {
 			if validFieldValue(v) {
-				c.enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+				c.wbuf = appendField(c.wbuf, name, v)
 			}
 		}
 	}
@@ -394,18 +392,33 @@ func (st *stream) setDeadline(which int, t time.Time) {
 	} else {
 		st.wdeadline = d
 	}
+	// The timer is made only when someone waits (armLocked): the proxy
+	// moves the write deadline on every request, most never wait.
 	if tm := st.deadlineTmrs[which]; tm != nil {
 		tm.Stop()
 		st.deadlineTmrs[which] = nil
 	}
-	if d.set {
-		st.deadlineTmrs[which] = time.AfterFunc(time.Until(t), func() {
-			c.mu.Lock()
-			st.cond.Broadcast()
-			c.cond.Broadcast()
-			c.mu.Unlock()
-		})
+	st.cond.Broadcast()
+	c.cond.Broadcast()
+}
+
+// armLocked starts the timer that wakes a waiter when the read (0) or
+// write (1) deadline passes.
+func (st *stream) armLocked(which int) {
+	d := st.rdeadline
+	if which == 1 {
+		d = st.wdeadline
 	}
+	if !d.set || st.deadlineTmrs[which] != nil {
+		return
+	}
+	c := st.c
+	st.deadlineTmrs[which] = time.AfterFunc(time.Until(d.t), func() {
+		c.mu.Lock()
+		st.cond.Broadcast()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
 }
 
 var statusTexts = func() (t [1000]string) {

@@ -527,3 +527,28 @@ func TestReadDeadline(t *testing.T) {
 		t.Fatal("Read did not return")
 	}
 }
+
+// TestWriteDeadline: a write that waits for flow-control credit past the
+// deadline fails, and the stream is reset.
+func TestWriteDeadline(t *testing.T) {
+	got := make(chan error, 1)
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		var err error
+		for err == nil {
+			_, err = w.Write(make([]byte, 16<<10))
+		}
+		got <- err
+	}), nil)
+	rc := dialRaw(t, addr) // never sends WINDOW_UPDATE: 64 KiB and the writes stall
+	rc.headers(1, true, getFields...)
+	select {
+	case err := <-got:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write did not return")
+	}
+	rc.wantRST(1, http2.ErrCodeInternal)
+}

@@ -333,7 +333,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		st.expect100 = false
 		if !st.reset && !st.recvClosed && !st.rw.sentHeader && !c.closing {
 			start := c.beginHeadersLocked(st.id, 0)
-			c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
+			c.wbuf = appendStatus(c.wbuf, 100)
 			c.endHeadersLocked(start)
 			c.wakeWriter()
 		}
@@ -348,6 +348,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
+		st.armLocked(0)
 		st.cond.Wait()
 	}
 	n := copy(p, st.bbuf[st.boff:])

@@ -299,9 +299,9 @@ func (c *conn) writeLoop() {
 			}
 			_, err := c.nc.Write(buf)
 			c.mu.Lock()
-			// The written buffer is kept for the next batch while streams
-			// are busy; an idle connection holds none.
-			if cap(buf) <= 2*wbufMax && (len(c.streams) > 0 || c.nrunning > 0) {
+			// The written buffer is kept for the next batch; an idle
+			// connection keeps only a small one.
+			if cap(buf) <= 4<<10 || cap(buf) <= 2*wbufMax && (len(c.streams) > 0 || c.nrunning > 0) {
 				c.wspare = buf[:0]
 			}
 			if err != nil {

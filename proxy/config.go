@@ -129,7 +129,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for name, v := range c.Headers {
-		if !validFieldLine([]byte(name + ":" + v)) {
+		if strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
 			errs.Add("headers."+name, "value has control characters")
 		}
 	}

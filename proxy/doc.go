@@ -18,23 +18,30 @@
 // The order matters; each step relies on the ones before it.
 //
 //  0. TLS (tls.go): handshakes run off the accept loop; ALPN picks h2
-//     (net/http's HTTP/2 server) or http/1.1 (which then goes through the
-//     guard like plain HTTP); acme-tls/1 handshakes answer TLS-ALPN-01
-//     challenges and end there. TLS 1.2 and 1.3, AEAD suites only.
-//  1. accept, then the guard (guard.go): gatehouse's own HTTP/1.x framing
-//     parser checks every request head and chunked body before the HTTP/1
-//     server (internal/h1srv) sees it. Content-Length with Transfer-Encoding, obs-folded or invalid
-//     header fields, bare CR, absolute-form or odd targets, dot segments,
-//     HTTP/1.1 without Host and the like are refused with 4xx and the
-//     connection closed; they never reach an app.
-//  2. server limits (internal/h1srv; net/http's for HTTP/2):
-//     read_header_timeout, idle_timeout, max_header_bytes (431),
-//     max_uri_bytes (414). An idle HTTP/1 connection holds no buffer.
+//     (internal/h2srv) or http/1.1 (internal/h1srv, as in the clear);
+//     acme-tls/1 handshakes answer TLS-ALPN-01 challenges and end there.
+//     TLS 1.2 and 1.3, AEAD suites only.
+//  1. framing: internal/h1srv's parser is strict where net/http is
+//     lenient. Content-Length with Transfer-Encoding (or twice), obs-folded
+//     or invalid header fields, bare CR, HTTP/1.1 without Host, malformed
+//     chunked bodies and heads over max_header_bytes (431) or max_uri_bytes
+//     (414) are refused before a request exists; the refusal comes to the
+//     front as a stand-in (h1srv.Rejection), which answers it with the
+//     request id, logs it (route "guard") and counts it, and the connection
+//     closes. None reaches an app.
+//  2. server limits (internal/h1srv, internal/h2srv): read_header_timeout,
+//     idle_timeout, send_timeout. An idle HTTP/1 connection holds no
+//     buffer.
 //  3. request id: X-Request-ID from a trusted proxy, otherwise generated;
 //     returned on the response and passed to the app.
 //  4. client IP: X-Forwarded-For is walked right to left from the direct
 //     peer and believed only while hops are in server.trusted_proxies.
-//     From an untrusted peer every forwarding header is removed.
+//     From an untrusted peer every forwarding header is removed. Then the
+//     request itself, whatever the protocol (requestcheck.go): CONNECT and
+//     TRACE get 405; absolute-form or odd targets, dot segments (also
+//     %2e-encoded), %00, backslashes, fragments, broken %-escapes and bad
+//     Host values get 400, so the app, the rate limiter and the static
+//     mounts all see the same path.
 //  5. ACME HTTP-01 challenges (only tokens of a pending order), then the
 //     Host allowlist (server.hosts, plus on-demand TLS names): others get
 //     421 Misdirected Request.

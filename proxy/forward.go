@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/backend"
+	"github.com/gatehouse/gatehouse/internal/h1srv"
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
@@ -387,9 +388,9 @@ func statusFor(ctx context.Context, err error) (int, string) {
 // bodyErrorStatus maps a failure to read the client's body.
 func bodyErrorStatus(err error) (int, string) {
 	var ne net.Error
-	switch fe := framingErrorOf(err); {
-	case fe != nil:
-		return fe.Status, fe.Reason
+	switch {
+	case errors.Is(err, h1srv.ErrBodyFraming):
+		return http.StatusBadRequest, "bad_chunked_body"
 	case errors.Is(err, errBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, "body_too_large"
 	case errors.As(err, &ne) && ne.Timeout():

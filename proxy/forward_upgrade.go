@@ -33,11 +33,6 @@ func (fw *forwarder) tunnel(w http.ResponseWriter, r *http.Request, res *http.Re
 		return
 	}
 	defer back.Close()
-	if c := guardConnOf(r.Context()); c != nil {
-		// From here the client's bytes are not HTTP: the guard passes
-		// them through.
-		c.Tunnel()
-	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		fw.fail(w, r, fmt.Errorf("taking over the client connection for an upgrade: %w", err))

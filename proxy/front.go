@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/h1"
+	"github.com/gatehouse/gatehouse/internal/h1srv"
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
 )
 
@@ -52,7 +53,6 @@ type front struct {
 	trust   trustSet
 	hosts   hostAllow
 	headers []headerRule
-	guard   *guard
 	static  StaticRouter
 	app     http.Handler // nil when there is no app section
 	// limitedStatic serves static mounts behind the rate limiter when
@@ -190,22 +190,27 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info.Peer = peerOf(r.RemoteAddr)
 	trusted := f.trust.peerTrusted(info.Peer.Addr())
 
-	if v := r.Header.Get(rejectHeader); v != "" {
-		r.Header.Del(rejectHeader)
-		if status, reason, ok := f.guard.verdict(v); ok {
-			info.ID = newRequestID()
-			info.ClientIP = info.Peer.Addr()
-			info.Route = "guard"
-			f.refuse(rec, r, info, status, reason)
-			return
-		}
+	if status, reason, ok := h1srv.Rejection(r); ok {
+		// A request the HTTP/1 parser refused (framing, size, a timeout):
+		// what stands in for it is not the client's, so nothing of it is
+		// believed.
+		info.ID = newRequestID()
+		info.ClientIP = info.Peer.Addr()
+		info.Route = "guard"
+		f.refuse(rec, r, info, status, reason)
+		return
 	}
 
-	info.ID = r.Header.Get("X-Request-Id")
+	info.ID = firstValue(r.Header, "X-Request-Id")
 	if !trusted || !validRequestID(info.ID) {
 		info.ID = newRequestID()
 	}
-	info.ClientIP = f.trust.clientIP(info.Peer.Addr(), r.Header.Values("X-Forwarded-For"))
+	info.ClientIP = f.trust.clientIP(info.Peer.Addr(), r.Header["X-Forwarded-For"])
+	if status, reason := checkRequest(r); status != 0 {
+		info.Route = "guard"
+		f.refuse(rec, r, info, status, reason)
+		return
+	}
 	info.TLS = r.TLS != nil
 	if trusted && !info.TLS {
 		info.TLS = strings.EqualFold(lastValue(r.Header.Values("X-Forwarded-Proto")), "https")
@@ -377,6 +382,15 @@ func peerOf(remote string) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
+// firstValue is h.Get(key) for a key already in canonical form, without
+// canonicalising it again on every request.
+func firstValue(h http.Header, key string) string {
+	if vs := h[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
 func lastValue(vs []string) string {
 	if len(vs) == 0 {
 		return ""
@@ -412,13 +426,4 @@ func validRequestID(id string) bool {
 		}
 	}
 	return true
-}
-
-// connKey finds the guarded connection of a request, so the forwarder can
-// switch it to tunnel mode after a protocol upgrade.
-type connKey struct{}
-
-func guardConnOf(ctx context.Context) *guardConn {
-	c, _ := ctx.Value(connKey{}).(*guardConn)
-	return c
 }

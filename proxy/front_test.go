@@ -662,7 +662,7 @@ func TestCheckTargetDotSegments(t *testing.T) {
 		"/a/b?x=/../":    "",
 		"/.well-known/x": "",
 	} {
-		if got := checkTarget([]byte("GET"), []byte(target)); got != want {
+		if got := checkTarget("GET", target); got != want {
 			t.Errorf("checkTarget(%q) = %q, want %q", target, got, want)
 		}
 	}

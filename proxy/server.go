@@ -61,7 +61,6 @@ type Options struct {
 //	s.Apply(newOpts)        // on SIGHUP
 type Server struct {
 	log     *slog.Logger
-	guard   *guard
 	obs     *observer
 	reg     *prometheus.Registry
 	started time.Time
@@ -94,7 +93,6 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 	cfg := opts.Config
 	s := &Server{
 		log:     opts.Logger.With("component", "proxy"),
-		guard:   newGuard(int(cfg.MaxHeaderBytes), int(cfg.MaxURIBytes)),
 		obs:     newObserver(opts.AccessLog, reg),
 		reg:     reg,
 		started: time.Now(),
@@ -114,15 +112,6 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 		return nil, err
 	}
 	h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.cur.Load().ServeHTTP(w, r) }))
-	connContext := func(ctx context.Context, c net.Conn) context.Context {
-		switch gc := c.(type) {
-		case *guardConn:
-			return context.WithValue(ctx, connKey{}, gc)
-		case *tlsGuardConn:
-			return context.WithValue(ctx, connKey{}, gc.guardConn)
-		}
-		return ctx
-	}
 	// HTTP/1.x, in the clear and over TLS, is served by h1srv: net/http's
 	// server costs a third of the throughput and 20 KiB per idle
 	// connection (docs/benchmarks.md). HTTP/2 is served by h2srv, for the
@@ -133,11 +122,12 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
 		IdleTimeout:       cfg.IdleTimeout.D(),
 		SendTimeout:       cfg.SendTimeout.D(),
-		// The guard enforces the exact limit with a clear answer; this
-		// only backs it up, with room for the guard's own verdict request.
-		MaxHeaderBytes: int(cfg.MaxHeaderBytes) + 1024,
-		ErrorLog:       s.log,
-		ConnContext:    connContext,
+		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
+		MaxURIBytes:       int(cfg.MaxURIBytes),
+		// Refusals go through the front like any request: logged,
+		// counted, answered with the request id (front.ServeHTTP).
+		HandleRejects: true,
+		ErrorLog:      s.log,
 	}
 	s.h2 = &h2srv.Server{
 		Handler:              h,
@@ -146,7 +136,6 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 		MaxHeaderBytes:       int(cfg.MaxHeaderBytes) + 1024,
 		MaxConcurrentStreams: 250,
 		ErrorLog:             s.log,
-		ConnContext:          connContext,
 	}
 	return s, nil
 }
@@ -164,7 +153,6 @@ func (s *Server) install(opts Options) error {
 		trust:   trust,
 		hosts:   parseHosts(opts.Config.Hosts),
 		headers: buildHeaders(opts.Config.Headers),
-		guard:   s.guard,
 		static:  opts.Static,
 		obs:     s.obs,
 		log:     opts.Logger.With("component", "proxy"),
@@ -256,7 +244,7 @@ func (s *Server) Listen() error {
 			s.closeListeners()
 			return err
 		}
-		s.lns = append(s.lns, &guardListener{Listener: ln, g: s.guard})
+		s.lns = append(s.lns, ln)
 	}
 	for _, addr := range cfg.ListenTLS {
 		if s.tlsConf == nil {
@@ -268,7 +256,7 @@ func (s *Server) Listen() error {
 			s.closeListeners()
 			return err
 		}
-		s.lns = append(s.lns, newTLSListener(ln, s.tlsConf, s.guard, cfg.ReadHeaderTimeout.D(), s.log))
+		s.lns = append(s.lns, newTLSListener(ln, s.tlsConf, cfg.ReadHeaderTimeout.D(), s.log))
 		if addr == cfg.ListenTLS[0] {
 			// ":0" in the config: redirects name the port actually bound.
 			p := httpsPort(Addrs{ln.Addr().String()})

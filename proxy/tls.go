@@ -84,13 +84,11 @@ func newCertSource(cfg TLSConfig, hosts []string, log *slog.Logger) (certSource,
 
 // tlsListener does TLS handshakes off the accept loop (a slow handshake
 // never delays the next client) and sorts the connections by ALPN:
-// HTTP/2 ones go out as *tls.Conn through its h2 listener to net/http's
-// HTTP/2 server, HTTP/1.1 ones through Accept, behind the guard (so that
-// the framing checks apply over TLS as they do in the clear), to h1srv.
+// HTTP/2 ones go out through its h2 listener to the HTTP/2 server, HTTP/1.1
+// ones through Accept to h1srv; both as *tls.Conn.
 type tlsListener struct {
 	net.Listener
 	cfg     *tls.Config
-	g       *guard
 	timeout time.Duration
 	log     *slog.Logger
 
@@ -101,8 +99,8 @@ type tlsListener struct {
 	wg    sync.WaitGroup
 }
 
-func newTLSListener(ln net.Listener, cfg *tls.Config, g *guard, timeout time.Duration, log *slog.Logger) *tlsListener {
-	l := &tlsListener{Listener: ln, cfg: cfg, g: g, timeout: timeout, log: log,
+func newTLSListener(ln net.Listener, cfg *tls.Config, timeout time.Duration, log *slog.Logger) *tlsListener {
+	l := &tlsListener{Listener: ln, cfg: cfg, timeout: timeout, log: log,
 		conns: make(chan net.Conn), done: make(chan struct{})}
 	l.h2 = &h2Listener{l: l, conns: make(chan net.Conn)}
 	l.wg.Go(l.acceptLoop)
@@ -176,7 +174,7 @@ func (l *tlsListener) handshake(c net.Conn) {
 	case "h2":
 		out, dst = tc, l.h2.conns
 	default:
-		out = &tlsGuardConn{guardConn: &guardConn{Conn: tc, g: l.g}, tc: tc}
+		out = tc
 	}
 	select {
 	case dst <- out:
@@ -210,16 +208,6 @@ func (l *tlsListener) Close() error {
 	})
 	return err
 }
-
-// tlsGuardConn is an HTTP/1.1 connection over TLS behind the guard. Its
-// ConnectionState method is how net/http fills Request.TLS for a
-// connection that is not a *tls.Conn.
-type tlsGuardConn struct {
-	*guardConn
-	tc *tls.Conn
-}
-
-func (c *tlsGuardConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
 
 // manualCerts serves certificates from files, re-read on reload and when
 // they change on disk. A pair that fails to load leaves the old ones.

@@ -343,7 +343,6 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 		host                      string
 		hosts, lengths, encodings int
 		cl                        int64
-		clStr                     string
 		conClose, conKeep, expect bool
 		hasTrailer                bool
 	)
@@ -355,7 +354,9 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 			host = val
 			continue // net/http keeps it in Request.Host only
 		case "Content-Length":
-			if lengths > 0 && val != clStr {
+			if lengths > 0 {
+				// Even the same value twice: a front must not guess which
+				// one a server behind it believes (RFC 9112 6.3, item 5).
 				return nil, &parseError{http.StatusBadRequest, "duplicate_content_length"}
 			}
 			n, ok := parseContentLength(val)
@@ -363,7 +364,7 @@ func (c *conn) buildRequest(hs string) (*http.Request, *parseError) {
 				return nil, &parseError{http.StatusBadRequest, "bad_content_length"}
 			}
 			lengths++
-			cl, clStr = n, val
+			cl = n
 			if lengths > 1 {
 				continue
 			}

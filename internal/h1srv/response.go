@@ -455,15 +455,21 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	c.state.Store(stateHijacked)
-	var r io.Reader = c.nc
+	var br *bufio.Reader
 	if c.rpos < c.rend {
+		// What the client sent past the head is buffered in the reader
+		// returned, as with net/http (Buffered reports it), then the
+		// socket follows.
 		rest := bytes.Clone(c.rbuf[c.rpos:c.rend])
 		c.rpos = c.rend
-		r = io.MultiReader(bytes.NewReader(rest), c.nc)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(rest), c.nc), max(4096, len(rest)))
+		_, _ = br.Peek(len(rest))
+	} else {
+		br = bufio.NewReader(c.nc)
 	}
 	c.releaseRead()
 	c.releaseOut()
-	rw := bufio.NewReadWriter(bufio.NewReader(r), bufio.NewWriter(c.nc))
+	rw := bufio.NewReadWriter(br, bufio.NewWriter(c.nc))
 	return c.nc, rw, nil
 }
 

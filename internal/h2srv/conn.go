@@ -89,7 +89,7 @@ type conn struct {
 	wbuf        []byte
 	wspare      []byte
 	sizeUpdate  bool              // the next header block starts with a table size update
-	lower       map[string]string // canonical key -> lowercase field name
+	prefix      map[string]string // header key -> HPACK field opening (fieldPrefix)
 	goAwaySent  bool
 	closing     bool // no output after wbuf; the writer closes when done
 	closed      bool // serve has returned
@@ -116,7 +116,7 @@ func newConn(s *Server, nc net.Conn, ctx context.Context) *conn {
 		peerFrame:  defaultMaxFrame,
 		recvWindow: connWindow,
 		canon:      make(map[string]string),
-		lower:      make(map[string]string),
+		prefix:     make(map[string]string),
 	}
 	c.ctx, c.cancelCtx = context.WithCancel(ctx)
 	c.cond.L = &c.mu

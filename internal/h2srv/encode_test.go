@@ -39,3 +39,23 @@ func TestEncodeRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestFieldPrefix(t *testing.T) {
+	c := &conn{prefix: map[string]string{}}
+	for _, tc := range []struct{ key, name string }{
+		{"Content-Type", "content-type"}, {"X-Request-Id", "x-request-id"}, {"X-Custom-Thing", "x-custom-thing"},
+		{"Connection", ""}, {"Transfer-Encoding", ""}, {"Bad Name", ""}, {"Www-Authenticate", "www-authenticate"},
+	} {
+		p := c.fieldPrefix(tc.key)
+		if tc.name == "" {
+			if p != "" {
+				t.Errorf("%s: prefix %q, want none", tc.key, p)
+			}
+			continue
+		}
+		got, err := hpack.NewDecoder(4096, nil).DecodeFull(appendFieldPrefixed(nil, p, "v"))
+		if err != nil || len(got) != 1 || got[0].Name != tc.name || got[0].Value != "v" {
+			t.Errorf("%s: decoded %v, %v", tc.key, got, err)
+		}
+	}
+}

@@ -251,16 +251,16 @@ func connSpecific(k string) bool {
 func (w *responseWriter) writeFieldsLocked(final bool) {
 	c := w.st.c
 	for k, vv := range w.hdr {
-		if strings.HasPrefix(k, http.TrailerPrefix) || connSpecific(k) {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
 		}
-		name := c.lowerName(k)
-		if name == "" {
+		p := c.fieldPrefix(k)
+		if p == "" {
 			continue
 		}
 		for _, v := range vv {
 			if validFieldValue(v) {
-				c.wbuf = appendField(c.wbuf, name, v)
+				c.wbuf = appendFieldPrefixed(c.wbuf, p, v)
 			}
 		}
 	}
@@ -290,16 +290,13 @@ func (w *responseWriter) hasTrailers() bool {
 func (w *responseWriter) writeTrailersLocked() {
 	c := w.st.c
 	emit := func(k string, vv []string) {
-		if connSpecific(k) {
-			return
-		}
-		name := c.lowerName(k)
-		if name == "" {
+		p := c.fieldPrefix(k)
+		if p == "" {
 			return
 		}
 		for _, v := range vv {
 			if validFieldValue(v) {
-				c.wbuf = appendField(c.wbuf, name, v)
+				c.wbuf = appendFieldPrefixed(c.wbuf, p, v)
 			}
 		}
 	}
@@ -318,37 +315,59 @@ func (w *responseWriter) writeTrailersLocked() {
 	}
 }
 
-// lowerName returns the HTTP/2 field name of header key k, or "" if k is
-// not a valid field name.
-func (c *conn) lowerName(k string) string {
-	if n, ok := commonLower[k]; ok {
-		return n
+// fieldPrefix returns the HPACK bytes that open a field for header key k
+// (its name, from the static table or literal), or "" if k is not sent:
+// not a valid field name, or connection-specific (section 8.2.2). One map
+// lookup per field on the common path.
+func (c *conn) fieldPrefix(k string) string {
+	if p, ok := commonPrefix[k]; ok {
+		return p
 	}
-	if n, ok := c.lower[k]; ok {
-		return n
+	if p, ok := c.prefix[k]; ok {
+		return p
 	}
-	n := strings.ToLower(k)
-	if !validFieldName(n) {
-		n = ""
+	p := namePrefix(k)
+	if len(c.prefix) < 512 {
+		c.prefix[k] = p
 	}
-	if len(c.lower) < 512 {
-		c.lower[k] = n
-	}
-	return n
+	return p
 }
 
-var commonLower = func() map[string]string {
+func namePrefix(k string) string {
+	if connSpecific(k) {
+		return ""
+	}
+	name := strings.ToLower(k)
+	if !validFieldName(name) {
+		return ""
+	}
+	if i, ok := staticNames[name]; ok {
+		return string(appendHpackInt(nil, 0, 4, uint64(i)))
+	}
+	return string(appendHpackString([]byte{0}, name))
+}
+
+var commonPrefix = func() map[string]string {
 	m := make(map[string]string)
-	for _, k := range []string{"Accept-Ranges", "Age", "Alt-Svc", "Cache-Control", "Content-Disposition",
-		"Content-Encoding", "Content-Language", "Content-Length", "Content-Location", "Content-Range",
-		"Content-Security-Policy", "Content-Type", "Date", "Etag", "Expires", "Last-Modified", "Link",
-		"Location", "Referrer-Policy", "Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security",
-		"Trailer", "Vary", "Via", "Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options",
-		"X-Request-Id", "Access-Control-Allow-Origin", "Cross-Origin-Opener-Policy"} {
-		m[k] = strings.ToLower(k)
+	for name := range staticNames {
+		if name[0] != ':' {
+			k := http.CanonicalHeaderKey(name)
+			m[k] = namePrefix(k)
+		}
+	}
+	for _, k := range []string{"Alt-Svc", "Content-Security-Policy", "Referrer-Policy", "X-Content-Type-Options",
+		"X-Frame-Options", "X-Request-Id", "Cross-Origin-Opener-Policy", "Cross-Origin-Resource-Policy",
+		"Permissions-Policy", "X-Xss-Protection", "Trailer", "Connection", "Keep-Alive", "Proxy-Connection",
+		"Transfer-Encoding", "Upgrade"} {
+		m[k] = namePrefix(k)
 	}
 	return m
 }()
+
+// appendFieldPrefixed appends a field opened by prefix (fieldPrefix).
+func appendFieldPrefixed(dst []byte, prefix, value string) []byte {
+	return appendHpackString(append(dst, prefix...), value)
+}
 
 // Flush sends the response header and the body written so far at once
 // (server-sent events, streamed responses).

@@ -73,7 +73,13 @@ func checkTarget(method, t string) string {
 		}
 	}
 	// Dot segments, also percent-encoded ones ("%2e%2e"), and encoded NUL.
-	for seg := range strings.SplitSeq(path[1:], "/") {
+	// An encoded slash separates segments too: an app that decodes the
+	// path (WSGI's PATH_INFO is decoded) sees "/%2e%2F" as "/./".
+	segs := path[1:]
+	if strings.Contains(segs, "%2f") || strings.Contains(segs, "%2F") {
+		segs = strings.NewReplacer("%2f", "/", "%2F", "/").Replace(segs)
+	}
+	for seg := range strings.SplitSeq(segs, "/") {
 		if isDotSegment(seg) {
 			return "dot_segment"
 		}

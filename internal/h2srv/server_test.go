@@ -552,3 +552,72 @@ func TestWriteDeadline(t *testing.T) {
 	}
 	rc.wantRST(1, http2.ErrCodeInternal)
 }
+
+// TestExpectContinue: "100 Continue" goes out when the handler first reads
+// the body, not before.
+func TestExpectContinue(t *testing.T) {
+	read := make(chan struct{})
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-read
+		b, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(b)
+	}), nil)
+	rc := dialRaw(t, addr)
+	rc.headers(1, false, ":method", "POST", ":scheme", "https", ":path", "/", ":authority", "x", "expect", "100-continue")
+	_ = rc.tc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	for {
+		f, err := rc.fr.ReadFrame()
+		if err != nil {
+			break
+		}
+		if h, ok := f.(*http2.MetaHeadersFrame); ok {
+			t.Fatalf("early %v before the handler read", h.PseudoValue("status"))
+		}
+	}
+	_ = rc.tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	close(read)
+	f := rc.until("100", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+	if st := f.(*http2.MetaHeadersFrame).PseudoValue("status"); st != "100" {
+		t.Fatalf("first response %s, want 100", st)
+	}
+	_ = rc.fr.WriteData(1, true, []byte("body"))
+	f = rc.until("200", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+	if st := f.(*http2.MetaHeadersFrame).PseudoValue("status"); st != "200" {
+		t.Fatalf("final response %s", st)
+	}
+}
+
+// TestConnect: a CONNECT stream is a tunnel both ways while the handler runs.
+func TestConnect(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "CONNECT" || r.Host != "backend:443" || r.URL.Host != "backend:443" {
+			w.WriteHeader(400)
+			return
+		}
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		buf := make([]byte, 100)
+		for {
+			n, err := r.Body.Read(buf)
+			if n > 0 {
+				_, _ = w.Write([]byte(strings.ToUpper(string(buf[:n]))))
+				w.(http.Flusher).Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}), nil)
+	rc := dialRaw(t, addr)
+	rc.headers(1, false, ":method", "CONNECT", ":authority", "backend:443")
+	f := rc.until("200", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+	if st := f.(*http2.MetaHeadersFrame).PseudoValue("status"); st != "200" {
+		t.Fatalf("status %s", st)
+	}
+	_ = rc.fr.WriteData(1, false, []byte("ping"))
+	f = rc.until("echo", func(f http2.Frame) bool { _, ok := f.(*http2.DataFrame); return ok })
+	if d := f.(*http2.DataFrame).Data(); string(d) != "PING" {
+		t.Fatalf("tunnel echoed %q", d)
+	}
+	_ = rc.fr.WriteData(1, true, nil)
+}

@@ -49,7 +49,6 @@ type conn struct {
 	srv        *Server
 	nc         net.Conn
 	ctx        context.Context
-	cancelCtx  context.CancelFunc
 	tlsState   *tls.ConnectionState
 	remoteAddr string
 	maxHeader  int
@@ -118,7 +117,10 @@ func newConn(s *Server, nc net.Conn, ctx context.Context) *conn {
 		canon:      make(map[string]string),
 		prefix:     make(map[string]string),
 	}
-	c.ctx, c.cancelCtx = context.WithCancel(ctx)
+	// Not made cancelable: every stream's context is canceled by itself
+	// (reset, handler done, teardown), and children of a plain context
+	// cost no registration with a parent.
+	c.ctx = ctx
 	c.cond.L = &c.mu
 	c.sizeUpdate = true
 	c.dec = hpack.NewDecoder(4096, c.onField)
@@ -227,7 +229,6 @@ func (c *conn) teardown() {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(lingerTime))
 	<-c.writerDone
 	c.nc.Close()
-	c.cancelCtx()
 	c.mu.Lock()
 	last := c.nrunning == 0 && !c.untracked
 	if last {

@@ -36,6 +36,12 @@ type clock struct {
 // one tick behind.
 func (s *Server) nowNanos() int64 { return s.clk.now.Load() }
 
+// wallNow is the coarse clock as a time of day: good for a Date field,
+// without a clock read per response.
+func (s *Server) wallNow() time.Time {
+	return s.clk.epoch.Add(time.Duration(s.clk.now.Load()))
+}
+
 // after returns the coarse instant d from now, never 0 (0 means "no
 // bound" in a connection's fields).
 func (s *Server) after(d time.Duration) int64 {

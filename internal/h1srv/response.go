@@ -248,7 +248,7 @@ func (w *response) commit(data []byte) {
 
 	c.out = appendStatusLine(c.appendProto(w.req), w.status)
 	if _, ok := h["Date"]; !ok {
-		c.out = appendDate(c.out)
+		c.out = appendDate(c.out, c.srv.wallNow())
 	}
 	if w.bodyOK && len(data) > 0 {
 		if _, ok := h["Content-Type"]; !ok {
@@ -544,9 +544,8 @@ type dateLine struct {
 
 var dateCache atomic.Pointer[dateLine]
 
-// appendDate adds the Date field, formatted once per second.
-func appendDate(dst []byte) []byte {
-	now := time.Now()
+// appendDate adds the Date field for now, formatted once per second.
+func appendDate(dst []byte, now time.Time) []byte {
 	sec := now.Unix()
 	d := dateCache.Load()
 	if d == nil || d.sec != sec {

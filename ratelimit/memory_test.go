@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 	"unsafe"
@@ -115,5 +116,23 @@ func TestMemoryStoreMappedTable(t *testing.T) {
 	m.off.freeAll()
 	if m.tableBytes() != 0 {
 		t.Fatal("freeAll left mapped bytes")
+	}
+}
+
+// Prefetch must be safe for any address and any configuration.
+func TestPrefetch(t *testing.T) {
+	for _, c := range []string{"ratelimit:\n  ip: {rate: 1/s, burst: 1}\n", "ratelimit:\n  rules: [{path: /, rate: 1/s, burst: 1}]\n"} {
+		cfg, err := parseConfig(t, c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := New(cfg, Options{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []netip.Addr{{}, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("fe80::1%eth0")} {
+			l.Prefetch(a)
+		}
+		l.Close()
 	}
 }

@@ -300,3 +300,20 @@ func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// Prefetch starts loading the memory bucket that a request from ip is
+// counted in under the IP limit, and returns at once. The front calls it
+// as soon as it has resolved the client address, before its own work on
+// the request (request id, header checks, host check, routing): with a
+// million clients the bucket is a miss to memory (115-155 ns on the
+// development VM), which then overlaps that work instead of stalling the
+// limiter, and Wrap's handler finds the line in the cache. Calling it is
+// optional and changes no decision; with Redis, or without an IP limit,
+// it does nothing.
+func (l *Limiter) Prefetch(ip netip.Addr) {
+	st := l.state.Load()
+	if st.ip == nil || st.redis != nil {
+		return
+	}
+	st.mem.prefetch(mix(l.hashIP(st.maskIP(ip)), st.ip.id))
+}

@@ -621,3 +621,27 @@ func TestConnect(t *testing.T) {
 	}
 	_ = rc.fr.WriteData(1, true, nil)
 }
+
+// TestReadFrom: a file copied with io.Copy arrives whole, with the
+// Content-Length the handler set, through the writer's ReadFrom.
+func TestReadFrom(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 100_000)
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := w.(io.ReaderFrom); !ok {
+			t.Error("no ReadFrom")
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		if _, err := io.Copy(w, struct{ io.Reader }{bytes.NewReader(data)}); err != nil { // no WriteTo: ReadFrom is used
+			t.Error(err)
+		}
+	}), nil)
+	resp, err := client(t).Get("https://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("got %d bytes (%v), want %d", len(got), err, len(data))
+	}
+}

@@ -80,6 +80,7 @@ type conn struct {
 	queue       []*stream // streams waiting for a handler slot
 	nrunning    int       // handlers running, reset streams included
 	maxClientID uint32
+	nanswered   int // streams in streams whose response is complete
 	sendWindow  int64
 	peerWindow  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerFrame   int   // the client's SETTINGS_MAX_FRAME_SIZE
@@ -253,9 +254,16 @@ func (c *conn) goAway() {
 	c.wakeWriter()
 }
 
+// idleLocked reports whether no request is in progress: no handler runs
+// or waits, and every open stream has its response complete (a client
+// that never ends its request body does not keep the connection busy).
+func (c *conn) idleLocked() bool {
+	return len(c.streams) == c.nanswered && c.nrunning == 0 && len(c.queue) == 0
+}
+
 // maybeDoneLocked closes a connection that sent GOAWAY once nothing is left.
 func (c *conn) maybeDoneLocked() {
-	if c.goAwaySent && !c.closing && len(c.streams) == 0 && c.nrunning == 0 && len(c.queue) == 0 {
+	if c.goAwaySent && !c.closing && c.idleLocked() {
 		c.closing = true
 		c.wakeWriter()
 	}
@@ -369,7 +377,7 @@ func (c *conn) idleTimedOut() bool {
 	if c.closing || !c.sawFirst {
 		return true
 	}
-	if len(c.streams) == 0 && c.nrunning == 0 && len(c.queue) == 0 {
+	if c.idleLocked() {
 		if !c.goAwaySent {
 			c.wbuf = appendGoAway(c.wbuf, c.maxClientID, ErrCodeNo)
 			c.goAwaySent = true
@@ -401,7 +409,7 @@ func (c *conn) armIdleLocked() {
 	if c.srv.IdleTimeout <= 0 || c.idleArmed || c.closing {
 		return
 	}
-	if len(c.streams) == 0 && c.nrunning == 0 && len(c.queue) == 0 {
+	if c.idleLocked() {
 		c.idleArmed = true
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
 	}
@@ -1078,6 +1086,9 @@ func (c *conn) removeLocked(st *stream) {
 	}
 	st.removed = true
 	delete(c.streams, st.id)
+	if st.sendClosed {
+		c.nanswered--
+	}
 	if !st.started {
 		// Queued, never run: the queue drops it when its turn comes.
 		if !c.closed {
@@ -1190,6 +1201,9 @@ func (c *conn) sendDataLocked(st *stream, p []byte, end bool) error {
 // told to stop with RST_STREAM(NO_ERROR) (RFC 9113, section 8.1).
 func (c *conn) sentEndLocked(st *stream) {
 	st.sendClosed = true
+	if !st.removed {
+		c.nanswered++ // removeLocked counts it out
+	}
 	if st.recvClosed {
 		c.removeLocked(st)
 	}

@@ -645,3 +645,14 @@ func TestReadFrom(t *testing.T) {
 		t.Fatalf("got %d bytes (%v), want %d", len(got), err, len(data))
 	}
 }
+
+// TestIdleWithUnfinishedRequest: a client that never ends a request whose
+// response is complete does not keep the connection from timing out.
+func TestIdleWithUnfinishedRequest(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("early answer"))
+	}), func(s *Server) { s.IdleTimeout = 100 * time.Millisecond })
+	rc := dialRaw(t, addr)
+	rc.headers(1, false, ":method", "POST", ":scheme", "https", ":path", "/", ":authority", "x")
+	rc.wantGoAway(http2.ErrCodeNo)
+}

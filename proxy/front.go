@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -124,11 +125,36 @@ var spoofable = []string{
 // answers reqinfo's key with the record (instead of a context.WithValue
 // node per request) and internal/h1's InformationalKey with the exchange,
 // so 1xx responses from the app reach the client (see Informational).
+//
+// An HTTP/1 connection serves one request at a time, so it keeps one
+// exchange for all of them (connExchange): it is in the context of the
+// connection's requests already, and a request costs neither the
+// allocation nor the copy of the Request that WithContext makes.
 type exchange struct {
-	context.Context // the server's context for the request
+	context.Context // the server's context for the request (or connection)
 	info            reqinfo.Info
 	rec             recorder
 	id              [1]string // X-Request-Id's value, shared by the request and the response
+	perConn         bool      // reused by every request of a connection
+}
+
+// exchangeKey finds a connection's exchange in a request's context.
+type exchangeKey struct{}
+
+// connExchange is the ConnContext of the HTTP/1 server: the connection's
+// exchange, which its requests reuse one after the other.
+func connExchange(ctx context.Context, _ net.Conn) context.Context {
+	return &exchange{Context: ctx, perConn: true}
+}
+
+// newExchange returns the exchange for r and r with it in its context.
+func newExchange(r *http.Request, start time.Time) (*exchange, *http.Request) {
+	if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok && x.perConn {
+		*x = exchange{Context: x.Context, perConn: true, info: reqinfo.Info{Start: start}}
+		return x, r
+	}
+	x := &exchange{Context: r.Context(), info: reqinfo.Info{Start: start}}
+	return x, r.WithContext(x)
 }
 
 // infoKey is the key reqinfo.From looks up, learnt once by asking a
@@ -153,6 +179,8 @@ func (x *exchange) Value(k any) any {
 	case infoKey:
 		return &x.info
 	case h1.InformationalKey{}:
+		return x
+	case exchangeKey{}:
 		return x
 	}
 	return x.Context.Value(k)
@@ -181,7 +209,7 @@ func (x *exchange) Informational(code int, h http.Header) error {
 
 // ServeHTTP runs the request flow documented in doc.go.
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	x := &exchange{Context: r.Context(), info: reqinfo.Info{Start: time.Now()}}
+	x, r := newExchange(r, time.Now())
 	info, rec := &x.info, &x.rec
 	rec.init(w, f)
 	f.obs.start()
@@ -244,7 +272,6 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	r = r.WithContext(x) // the context that carries info; see exchange
 
 	if f.static != nil {
 		if h, ok := f.static.Match(r.URL.Path); ok {

@@ -128,6 +128,7 @@ func New(opts Options, reg *prometheus.Registry) (*Server, error) {
 		// counted, answered with the request id (front.ServeHTTP).
 		HandleRejects: true,
 		ErrorLog:      s.log,
+		ConnContext:   connExchange,
 	}
 	s.h2 = &h2srv.Server{
 		Handler:              h,

@@ -228,8 +228,14 @@ func (c *conn) teardown() {
 	c.mu.Unlock()
 	c.wakeWriter()
 	_ = c.nc.SetWriteDeadline(time.Now().Add(lingerTime))
-	<-c.writerDone
+	select {
+	case <-c.writerDone:
+	case <-time.After(2 * lingerTime):
+		// The writer moved its deadline as we set ours; closing the
+		// socket ends its write.
+	}
 	c.nc.Close()
+	<-c.writerDone
 	c.mu.Lock()
 	last := c.nrunning == 0 && !c.untracked
 	if last {

@@ -24,13 +24,23 @@ import (
 // then sees a timeout no bound justifies, clears the socket's deadline and
 // reads again (see conn.spurious).
 
-// tickEvery is the sweeper's period and the clock's resolution.
-const tickEvery = 10 * time.Millisecond
+// tickEvery is the sweeper's period and the clock's resolution while any
+// connection has a bound pending; tickIdle while none has (10,000 idle
+// keep-alive connections, waiting with real deadlines, then cost a scan
+// ten times a second, not a hundred).
+const (
+	tickEvery = 10 * time.Millisecond
+	tickIdle  = 100 * time.Millisecond
+)
 
 type clock struct {
 	epoch time.Time
 	now   atomic.Int64 // nanoseconds since epoch, as of the last tick
 }
+
+// While the sweeper ticks slowly, the clock may be up to tickIdle behind,
+// and a bound armed then expires up to that much early: harmless for a
+// hand-over or a close check, and small beside timeouts of seconds.
 
 // nowNanos returns the coarse time: never ahead of the real one, at most
 // one tick behind.
@@ -45,6 +55,11 @@ func (s *Server) wallNow() time.Time {
 // after returns the coarse instant d from now, never 0 (0 means "no
 // bound" in a connection's fields).
 func (s *Server) after(d time.Duration) int64 {
+	if !s.busy.Load() {
+		// Back to the short tick (a read first: a store per request
+		// would bounce the line between cores).
+		s.busy.Store(true)
+	}
 	return max(s.clk.now.Load()+int64(d), 1)
 }
 
@@ -59,7 +74,7 @@ func (s *Server) startSweeper() {
 
 // sweep ticks until the server is closing and has no connection left.
 func (s *Server) sweep() {
-	t := time.NewTicker(tickEvery)
+	t := time.NewTimer(tickEvery)
 	defer t.Stop()
 	var batch []*conn
 	for range t.C {
@@ -71,12 +86,20 @@ func (s *Server) sweep() {
 			return
 		}
 		batch = batch[:0]
+		armed := false
 		for c := range s.conns {
-			if c.due(now) {
+			due, set := c.due(now)
+			if due {
 				batch = append(batch, c)
 			}
+			armed = armed || set
 		}
 		s.mu.Unlock()
+		if armed || s.busy.Swap(false) {
+			t.Reset(tickEvery)
+		} else {
+			t.Reset(tickIdle)
+		}
 		// Socket calls outside the server's lock: accepts and closes go on.
 		for _, c := range batch {
 			c.expire(now)
@@ -87,10 +110,11 @@ func (s *Server) sweep() {
 	}
 }
 
-// due reports whether one of c's lazy bounds has expired.
-func (c *conn) due(now int64) bool {
+// due reports whether one of c's lazy bounds has expired, and set whether
+// it has any.
+func (c *conn) due(now int64) (due, set bool) {
 	r, w := c.readBy.Load(), c.watchAt.Load()
-	return r != 0 && now >= r || w != 0 && now >= w
+	return r != 0 && now >= r || w != 0 && now >= w, r != 0 || w != 0
 }
 
 // expire acts on c's expired bounds.

@@ -75,6 +75,7 @@ type Server struct {
 	onceClose sync.Once
 	clk       clock
 	sweepOnce sync.Once
+	busy      atomic.Bool // a bound was armed since the last tick
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is

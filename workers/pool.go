@@ -176,10 +176,11 @@ func (p *Pool) Start(ctx context.Context) error {
 // RoundTrip sends r to a backend; see the package doc for the errors.
 func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 	info := reqinfo.From(r.Context())
-	if p.kind != KindWSGI && info != nil && !info.Start.IsZero() && r.Header != nil && r.Header.Get("X-Request-Start") == "" {
+	if p.kind != KindWSGI && info != nil && !info.Start.IsZero() && r.Header != nil && len(r.Header["X-Request-Start"]) == 0 {
 		// For APM tools (New Relic, Datadog, Scout): queue time as seen by
 		// the app is its own start minus this.
-		r.Header.Set("X-Request-Start", "t="+strconv.FormatInt(info.Start.UnixMicro(), 10))
+		var b [24]byte
+		r.Header["X-Request-Start"] = []string{string(strconv.AppendInt(append(b[:0], "t="...), info.Start.UnixMicro(), 10))}
 	}
 	var tried map[*member]bool
 	var lastErr error

@@ -47,7 +47,8 @@ type stream struct {
 	deadlineTmrs [2]*time.Timer
 
 	cancel context.CancelFunc
-	req    http.Request
+	req    http.Request // template, filled from the header block
+	out    http.Request // what the handler gets: req with its context
 	url    url.URL
 	hdr    http.Header
 	vals   []string
@@ -250,7 +251,11 @@ func (st *stream) buildRequest(fields []hpack.HeaderField, endStream bool) ErrCo
 	}
 	var ctx context.Context
 	ctx, st.cancel = context.WithCancel(c.ctx)
-	st.rw.reset(r.WithContext(ctx))
+	// The handler's Request is the pooled one, with the context set by
+	// copying WithContext's result over it: no Request allocated per
+	// stream (the copy WithContext makes stays on the stack).
+	st.out = *r.WithContext(ctx)
+	st.rw.reset(&st.out)
 	return ErrCodeNo
 }
 

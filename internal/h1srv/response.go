@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,7 +305,14 @@ func (w *response) appendFields(noLength bool) {
 }
 
 func appendValue(dst []byte, v string) []byte {
-	v = ascii.TrimOWS(v)
+	if n := len(v); n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n-1] == ' ' || v[n-1] == '\t') {
+		v = ascii.TrimOWS(v)
+	}
+	// The common value has no line break: two vectorised scans, then one
+	// copy, instead of a loop over every byte.
+	if strings.IndexByte(v, '\n') < 0 && strings.IndexByte(v, '\r') < 0 {
+		return append(dst, v...)
+	}
 	for i := 0; i < len(v); i++ {
 		if ch := v[i]; ch == '\r' || ch == '\n' {
 			for j := 0; j < len(v); j++ {

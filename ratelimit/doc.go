@@ -12,6 +12,7 @@
 //	if err != nil { ... }
 //	defer lim.Close()
 //	app = lim.Wrap(app)               // after client-IP resolution, before routing to the pool
+//	lim.Prefetch(info.ClientIP)       // optional, in the front, as soon as the address is resolved
 //	...
 //	on SIGHUP: err = lim.Reload(newCfg) // keeps buckets; on error the old config stays
 //
@@ -102,16 +103,20 @@
 // drops buckets that are full again (they carry no information), then the
 // least recently used (CLOCK). Deciding for an allowed request allocates
 // nothing; the RateLimit header adds one small allocation (headers: limited
-// or never removes it). A request is decided at one read of the monotonic
-// clock, so steps of the wall clock do not fill or drain buckets.
+// or never removes it). A request is decided at the instant the front
+// received it (reqinfo's Start, by its monotonic reading; without one, a
+// read of the monotonic clock), so steps of the wall clock do not fill or
+// drain buckets, and the limiter reads no clock of its own.
 //
 // With many clients the table outgrows the CPU caches and finding a bucket
-// is a trip to memory. The middleware starts that trip first: it derives
-// the key and prefetches the bucket's slot before it identifies the
-// request and reads the clock, so the two overlap; tables of 2 MiB and
-// more are mapped on huge pages (Linux, transparent huge pages in
-// "madvise" or "always" mode), which spares the trip a page-table walk.
-// bench/ratelimit/README.md has the figures.
+// is a trip to memory, one cache line (the key and the bucket's state
+// share it). The middleware starts that trip first: it derives the key
+// and prefetches the bucket's line before it identifies the request, so
+// the two overlap; tables of 2 MiB and more are mapped on huge pages
+// (Linux, transparent huge pages in "madvise" or "always" mode), which
+// spares the trip a page-table walk. A front that calls Prefetch with the
+// client address as soon as it knows it overlaps the trip with its own
+// work too. bench/ratelimit/README.md has the figures.
 //
 // One Limiter per prometheus.Registerer: on SIGHUP call Reload rather than
 // building a second Limiter, which would register the same metrics again.

@@ -491,10 +491,12 @@ func (l *Limiter) clock() int64 {
 // clock again would cost a third of the limiter's own work on a VM (35-50
 // ns), for an instant a few microseconds later that changes no decision:
 // GCRA takes instants a little out of order across requests (a bucket's
-// TAT only moves forward). Without a Start (a handler outside the front),
-// or with a fake clock, it reads the clock.
+// TAT only moves forward). Only Start's monotonic reading is used, so a
+// step of the wall clock still neither fills nor drains buckets; a Start
+// without one (stripped by UTC, In or Round), no Start (a handler outside
+// the front), or a fake clock reads the clock instead.
 func (l *Limiter) requestClock(info *reqinfo.Info) int64 {
-	if l.fake || info == nil || info.Start.IsZero() {
+	if l.fake || info == nil || info.Start == info.Start.Round(0) {
 		return l.clock()
 	}
 	return l.baseNs + int64(info.Start.Sub(l.base))

@@ -529,3 +529,42 @@ func TestConcurrentUseAndReload(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// A request is decided at the front's arrival time when it carries a
+// monotonic reading, and at a clock read otherwise.
+func TestRequestClock(t *testing.T) {
+	l := &Limiter{base: time.Now()}
+	l.baseNs = l.base.UnixNano()
+	start := l.base.Add(3 * time.Second) // keeps base's monotonic reading
+	if got := l.requestClock(&reqinfo.Info{Start: start}); got != l.baseNs+int64(3*time.Second) {
+		t.Fatalf("with Start: %d, want %d", got, l.baseNs+int64(3*time.Second))
+	}
+	before := l.clock()
+	for _, info := range []*reqinfo.Info{nil, {}, {Start: time.Unix(1, 0)}, {Start: start.Add(time.Hour).Round(0)}} {
+		got := l.requestClock(info)
+		if got < before || got > l.clock() {
+			t.Fatalf("without a monotonic Start (%v): %d, want a clock read after %d", info, got, before)
+		}
+	}
+}
+
+// With the real clock, the front's arrival times decide: a burst of 3 at
+// 2/s admits three requests that arrive together, refuses the fourth, and
+// admits one that arrives half a second later, whenever it is served.
+func TestArrivalTimeDecides(t *testing.T) {
+	l := newLimiter(t, "ratelimit:\n  ip: {rate: 2/s, burst: 3}\n  headers: never\n", nil, nil)
+	h := l.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	arrived := time.Now()
+	for i, s := range []struct {
+		at   time.Duration
+		code int
+	}{{0, 200}, {0, 200}, {0, 200}, {0, 429}, {499 * time.Millisecond, 429}, {500 * time.Millisecond, 200}} {
+		r := request("GET", "/", "198.51.100.7")
+		reqinfo.From(r.Context()).Start = arrived.Add(s.at)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != s.code {
+			t.Errorf("request %d (arrived +%v): got %d, want %d", i, s.at, w.Code, s.code)
+		}
+	}
+}

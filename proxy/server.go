@@ -209,7 +209,7 @@ func (s *Server) Apply(opts Options) error {
 	if !slices.Equal(old.Listen, nc.Listen) || !slices.Equal(old.ListenTLS, nc.ListenTLS) {
 		fixed = append(fixed, "server.listen")
 	}
-	if old.ReadHeaderTimeout != nc.ReadHeaderTimeout || old.IdleTimeout != nc.IdleTimeout {
+	if old.ReadHeaderTimeout != nc.ReadHeaderTimeout || old.IdleTimeout != nc.IdleTimeout || old.SendTimeout != nc.SendTimeout {
 		fixed = append(fixed, "server timeouts")
 	}
 	if old.MaxHeaderBytes != nc.MaxHeaderBytes || old.MaxURIBytes != nc.MaxURIBytes {

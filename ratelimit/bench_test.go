@@ -143,6 +143,8 @@ func benchAllowed(b *testing.B, keys int, headers string, start bool) {
 	if n := mem.Len(); n != keys {
 		b.Fatalf("store holds %d buckets, want %d (a rotated IPv6 address got its own)", n, keys)
 	}
+	// One line per lookup: the share of buckets in their home line.
+	b.ReportMetric(100*homeLineShare(mem), "homeline-%")
 	// A lookup misses the cache but must not miss the TLB too: the
 	// tables of 2 MiB and more should sit on huge pages.
 	if share, ok := hugeShare(mem); ok {

@@ -56,6 +56,7 @@ type conn struct {
 
 	// Read side, owned by serve.
 	rbuf       []byte
+	rbufp      *[]byte // rbuf's pool entry
 	rpos, rend int
 	dec        *hpack.Decoder
 	fields     []hpack.HeaderField
@@ -153,7 +154,8 @@ func (c *conn) serve() {
 	} else if d := c.srv.prefaceTimeout(); d > 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(d))
 	}
-	c.rbuf = make([]byte, frameHeaderLen+defaultMaxFrame+4096)
+	c.rbufp = rbufPool.Get().(*[]byte)
+	c.rbuf = *c.rbufp
 
 	// Our SETTINGS and the connection window go out at once, before the
 	// client's preface is read (RFC 9113, section 3.4).
@@ -236,6 +238,10 @@ func (c *conn) teardown() {
 	}
 	c.nc.Close()
 	<-c.writerDone
+	if c.rbufp != nil {
+		rbufPool.Put(c.rbufp)
+		c.rbuf, c.rbufp = nil, nil
+	}
 	c.mu.Lock()
 	last := c.nrunning == 0 && !c.untracked
 	if last {
@@ -344,16 +350,37 @@ func (c *conn) closeWrite() {
 
 // fill makes at least n bytes available in rbuf[rpos:rend], reading as
 // needed. Before a read that may block, the batch's output is handed to
-// the writer.
+// the writer. A connection waits for input without its read buffer (20
+// KiB): it reads the first bytes into a small array and takes a buffer
+// from a pool once they are there (a TLS connection keeps the rest of the
+// record it decrypted, so the next read makes no system call).
 func (c *conn) fill(n int) error {
 	for c.rend-c.rpos < n {
-		if c.rpos > 0 && c.rpos+n > len(c.rbuf) {
+		if c.rpos > 0 && c.rbuf != nil && c.rpos+n > len(c.rbuf) {
 			c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
 			c.rpos = 0
 		}
 		c.flushBatch()
-		m, err := c.nc.Read(c.rbuf[c.rend:])
-		c.rend += m
+		var m int
+		var err error
+		if c.rpos == c.rend && c.rbuf != nil {
+			// Nothing buffered: the read may wait long (a handler may
+			// finish meanwhile and leave the connection idle), so it
+			// waits without the buffer.
+			c.rpos, c.rend = 0, 0
+			rbufPool.Put(c.rbufp)
+			c.rbuf, c.rbufp = nil, nil
+		}
+		if c.rbuf == nil {
+			var small [frameHeaderLen]byte
+			m, err = c.nc.Read(small[:])
+			c.rbufp = rbufPool.Get().(*[]byte)
+			c.rbuf = *c.rbufp
+			c.rend = copy(c.rbuf, small[:m])
+		} else {
+			m, err = c.nc.Read(c.rbuf[c.rend:])
+			c.rend += m
+		}
 		if err != nil {
 			if c.rend-c.rpos >= n {
 				return nil
@@ -368,6 +395,11 @@ func (c *conn) fill(n int) error {
 	}
 	return nil
 }
+
+var rbufPool = sync.Pool{New: func() any {
+	b := make([]byte, frameHeaderLen+defaultMaxFrame+4096)
+	return &b
+}}
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -74,13 +74,21 @@ func (w *responseWriter) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	w.bodyOK = bodyAllowed(code)
-	if v := w.hdr["Content-Length"]; len(v) > 0 {
-		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
-			w.cl = n
-		} else {
-			delete(w.hdr, "Content-Length")
-		}
+	w.cl = w.declaredLength()
+}
+
+// declaredLength is the Content-Length the handler set, or -1 for none
+// (or one that is not a number, which is not sent).
+func (w *responseWriter) declaredLength() int64 {
+	v := w.hdr["Content-Length"]
+	if len(v) == 0 {
+		return -1
 	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }
 
 func bodyAllowed(code int) bool {
@@ -186,6 +194,17 @@ func (w *responseWriter) send(p []byte, final, flush bool) error {
 		trailers = w.hasTrailers()
 	}
 	if !w.sentHeader {
+		// A Content-Length set after WriteHeader still counts; it is sent
+		// once, and a response that falls short of it is reset, not
+		// passed off as complete.
+		w.cl = w.declaredLength()
+		if final && w.cl >= 0 && w.bodyOK && !w.isHEAD && w.written != w.cl {
+			w.dropBuf()
+			c.resetLocked(st.id, ErrCodeInternal)
+			c.wakeWriter()
+			w.err = http.ErrContentLength
+			return w.err
+		}
 		end := final && len(w.buf) == 0 && len(p) == 0 && !trailers
 		start := c.beginHeadersLocked(st.id, 0)
 		if end {
@@ -193,7 +212,9 @@ func (w *responseWriter) send(p []byte, final, flush bool) error {
 		}
 		c.wbuf = appendStatus(c.wbuf, w.status)
 		w.writeFieldsLocked(true)
-		if w.cl < 0 && final && w.bodyOK && (w.written > 0 || !w.isHEAD) {
+		if w.cl >= 0 {
+			c.wbuf = appendField(c.wbuf, "content-length", lengthText(w.cl))
+		} else if final && w.bodyOK && (w.written > 0 || !w.isHEAD) {
 			c.wbuf = appendField(c.wbuf, "content-length", lengthText(w.written))
 		}
 		if _, ok := w.hdr["Content-Type"]; !ok && w.bodyOK && len(w.hdr["Content-Encoding"]) == 0 {
@@ -214,6 +235,13 @@ func (w *responseWriter) send(p []byte, final, flush bool) error {
 			c.wakeWriter()
 			return nil
 		}
+	}
+	if final && w.cl >= 0 && w.bodyOK && !w.isHEAD && w.written < w.cl {
+		w.dropBuf()
+		c.resetLocked(st.id, ErrCodeInternal)
+		c.wakeWriter()
+		w.err = http.ErrContentLength
+		return w.err
 	}
 	endData := final && !trailers
 	var err error
@@ -251,19 +279,7 @@ func (w *responseWriter) finish() {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.err == nil {
-		if w.cl >= 0 && w.written < w.cl && w.bodyOK && !w.isHEAD {
-			// Fewer bytes than the Content-Length promised: the client
-			// must not take the response as complete.
-			c := w.st.c
-			c.mu.Lock()
-			if !w.st.reset {
-				c.resetLocked(w.st.id, ErrCodeInternal)
-				c.wakeWriter()
-			}
-			c.mu.Unlock()
-		} else {
-			_ = w.send(nil, true, false)
-		}
+		_ = w.send(nil, true, false)
 	}
 	w.dropBuf()
 	// A response cut short (write deadline, failed write) ends the stream
@@ -290,8 +306,8 @@ func connSpecific(k string) bool {
 func (w *responseWriter) writeFieldsLocked(final bool) {
 	c := w.st.c
 	for k, vv := range w.hdr {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			continue
+		if strings.HasPrefix(k, http.TrailerPrefix) || k == "Content-Length" {
+			continue // Content-Length: send writes it, once
 		}
 		p := c.fieldPrefix(k)
 		if p == "" {

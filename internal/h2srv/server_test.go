@@ -656,3 +656,33 @@ func TestIdleWithUnfinishedRequest(t *testing.T) {
 	rc.headers(1, false, ":method", "POST", ":scheme", "https", ":path", "/", ":authority", "x")
 	rc.wantGoAway(http2.ErrCodeNo)
 }
+
+// TestContentLengthSetLate: a Content-Length set after WriteHeader goes out
+// once; a response shorter than its Content-Length is reset.
+func TestContentLengthSetLate(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		switch r.URL.Path {
+		case "/late":
+			w.Header().Set("Content-Length", "5")
+			_, _ = w.Write([]byte("hello"))
+		case "/short":
+			w.Header().Set("Content-Length", "10")
+			_, _ = w.Write([]byte("hello"))
+		}
+	}), nil)
+	rc := dialRaw(t, addr)
+	rc.headers(1, true, ":method", "GET", ":scheme", "https", ":path", "/late", ":authority", "x")
+	f := rc.until("response", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+	var cls []string
+	for _, hf := range f.(*http2.MetaHeadersFrame).Fields {
+		if hf.Name == "content-length" {
+			cls = append(cls, hf.Value)
+		}
+	}
+	if len(cls) != 1 || cls[0] != "5" {
+		t.Errorf("content-length fields %q, want one 5", cls)
+	}
+	rc.headers(3, true, ":method", "GET", ":scheme", "https", ":path", "/short", ":authority", "x")
+	rc.wantRST(3, http2.ErrCodeInternal)
+}

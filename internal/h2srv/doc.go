@@ -39,6 +39,9 @@
 //     workers (worker.go) whose stacks have already grown. A response that
 //     ends within 8 KiB is buffered and goes out as HEADERS (with an exact
 //     Content-Length) and one DATA frame, appended in one step.
+//   - A connection waits for input without its 20 KiB read buffer, which
+//     comes from a pool when bytes arrive; the write buffer of an idle
+//     connection is dropped too.
 //   - Per-stream state is pooled: the Request the handler gets (its
 //     context set by copying WithContext's result over it), its Header map
 //     and URL, the body buffer and the ResponseWriter with its buffer. A
@@ -51,8 +54,8 @@
 // the handler with WINDOW_UPDATEs as it reads (256 KiB per stream, 1 MiB
 // per connection); Content-Length checked against the DATA received;
 // trailers both ways (the Trailer field and http.TrailerPrefix);
-// http.Flusher and http.ResponseController (Flush, SetReadDeadline,
-// SetWriteDeadline, EnableFullDuplex); 1xx responses (103 Early Hints via
+// http.Flusher, io.ReaderFrom and http.ResponseController (Flush,
+// SetReadDeadline, SetWriteDeadline, EnableFullDuplex); 1xx responses (103 Early Hints via
 // WriteHeader) and 100-continue on the first body read; HEAD, 204 and 304
 // without a body; Date and Content-Type sniffing as net/http; r.Context()
 // canceled when the client resets the stream or the connection ends;
@@ -72,8 +75,10 @@
 //     read and discarded (up to 64 KiB, then RST_STREAM(NO_ERROR)) rather
 //     than cut off at once, so a malformed rest (a Content-Length the DATA
 //     does not match) still gets its PROTOCOL_ERROR.
-//   - Header changes made after WriteHeader but before the first body
-//     write still go out; header fields are written in map order.
+//   - Header changes made after WriteHeader but before the response goes
+//     out still go out (a Content-Length too); header fields are written
+//     in map order. A response that ends short of its Content-Length is
+//     reset (INTERNAL_ERROR) rather than sent as if complete.
 //   - The Request, its Header, URL and the ResponseWriter must not be used
 //     after the handler returns.
 //   - No server push, no extended CONNECT (RFC 8441; WebSockets use

@@ -2,8 +2,11 @@ package h2srv
 
 import (
 	"bytes"
+	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -48,5 +51,25 @@ func TestCurl(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("curl output lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+// TestH2loadUploads: 500 uploads of 300 kB each over 8 connections, 20
+// streams each, every body read whole by the handler (flow control under
+// load, WINDOW_UPDATEs as the handlers read).
+func TestH2loadUploads(t *testing.T) {
+	bin := need(t, "/usr/bin/h2load")
+	body := filepath.Join(t.TempDir(), "body")
+	if err := os.WriteFile(body, bytes.Repeat([]byte("0123456789"), 30_000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n, err := io.Copy(io.Discard, r.Body); err != nil || n != 300_000 {
+			w.WriteHeader(500)
+		}
+	}), nil)
+	out, err := exec.Command(bin, "-n", "500", "-c", "8", "-m", "20", "-t", "1", "-d", body, "https://"+addr+"/").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "500 succeeded, 0 failed") || !strings.Contains(string(out), "status codes: 500 2xx") {
+		t.Fatalf("h2load (%v):\n%s", err, out)
 	}
 }

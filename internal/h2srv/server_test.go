@@ -686,3 +686,26 @@ func TestContentLengthSetLate(t *testing.T) {
 	rc.headers(3, true, ":method", "GET", ":scheme", "https", ":path", "/short", ":authority", "x")
 	rc.wantRST(3, http2.ErrCodeInternal)
 }
+
+// TestContextCanceledOnConnClose: the client's connection going away
+// cancels the contexts of its requests in progress.
+func TestContextCanceledOnConnClose(t *testing.T) {
+	started := make(chan struct{})
+	canceled := make(chan error, 1)
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+			canceled <- r.Context().Err()
+		case <-time.After(5 * time.Second):
+			canceled <- errors.New("not canceled")
+		}
+	}), nil)
+	rc := dialRaw(t, addr)
+	rc.headers(1, true, getFields...)
+	<-started
+	rc.tc.Close()
+	if err := <-canceled; !errors.Is(err, context.Canceled) {
+		t.Fatalf("handler context: %v", err)
+	}
+}

@@ -55,7 +55,9 @@ type front struct {
 	hosts   hostAllow
 	headers []headerRule
 	static  StaticRouter
-	app     http.Handler // nil when there is no app section
+	// prefetch starts the rate limiter's bucket load (Options.Prefetch).
+	prefetch func(netip.Addr)
+	app      http.Handler // nil when there is no app section
 	// limitedStatic serves static mounts behind the rate limiter when
 	// ratelimit.static is set; nil otherwise.
 	limitedStatic http.Handler
@@ -234,6 +236,9 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info.ID = newRequestID()
 	}
 	info.ClientIP = f.trust.clientIP(info.Peer.Addr(), r.Header["X-Forwarded-For"])
+	if f.prefetch != nil {
+		f.prefetch(info.ClientIP)
+	}
 	if status, reason := checkRequest(r); status != 0 {
 		info.Route = "guard"
 		f.refuse(rec, r, info, status, reason)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -40,6 +41,10 @@ type Options struct {
 	Limit Middleware
 	// LimitStatic applies Limit to static mounts too.
 	LimitStatic bool
+	// Prefetch, when set, is told each request's client IP as soon as it
+	// is known, so the rate limiter can start loading that client's bucket
+	// while the front does its own checks (ratelimit.Limiter.Prefetch).
+	Prefetch func(netip.Addr)
 	// Encode wraps the app route to compress responses; nil means none.
 	Encode Middleware
 	// Logger receives operational logs; nil means slog.Default().
@@ -150,13 +155,14 @@ func (s *Server) install(opts Options) error {
 		opts.Logger = slog.Default()
 	}
 	f := &front{
-		cfg:     opts.Config,
-		trust:   trust,
-		hosts:   parseHosts(opts.Config.Hosts),
-		headers: buildHeaders(opts.Config.Headers),
-		static:  opts.Static,
-		obs:     s.obs,
-		log:     opts.Logger.With("component", "proxy"),
+		cfg:      opts.Config,
+		trust:    trust,
+		hosts:    parseHosts(opts.Config.Hosts),
+		headers:  buildHeaders(opts.Config.Headers),
+		static:   opts.Static,
+		prefetch: opts.Prefetch,
+		obs:      s.obs,
+		log:      opts.Logger.With("component", "proxy"),
 	}
 	if s.certs != nil {
 		f.tls = &frontTLS{

@@ -146,6 +146,7 @@ func (g *gate) options(cfg *fileConfig) proxy.Options {
 	if g.limiter != nil {
 		o.Limit = g.limiter.Wrap
 		o.LimitStatic = cfg.RateLimit.Static
+		o.Prefetch = g.limiter.Prefetch
 	}
 	if cfg.Compression != nil {
 		o.Encode = compress.Middleware(*cfg.Compression)

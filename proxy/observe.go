@@ -20,8 +20,12 @@ type observer struct {
 	access   *slog.Logger // nil: no access log
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	inflight prometheus.Gauge
-	refused  *prometheus.CounterVec
+	// inflight is counted in an integer and read when scraped: a
+	// prometheus.Gauge's Inc and Dec are compare-and-swap loops on a
+	// float, twice per request on a line every core writes.
+	inflight  atomic.Int64
+	inflightG prometheus.GaugeFunc
+	refused   *prometheus.CounterVec
 
 	// The label children in use, looked up once: WithLabelValues hashes
 	// its labels and allocates on every call, and the sets are small
@@ -86,29 +90,29 @@ func newObserver(access *slog.Logger, reg prometheus.Registerer) *observer {
 			Help:    "Time from request head to the end of the response, by route.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"route"}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gatehouse_http_requests_in_flight",
-			Help: "Requests being served right now.",
-		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_http_refused_total",
 			Help: "Requests gatehouse answered itself instead of an app or file, by reason.",
 		}, []string{"reason"}),
 	}
+	o.inflightG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gatehouse_http_requests_in_flight",
+		Help: "Requests being served right now.",
+	}, func() float64 { return float64(o.inflight.Load()) })
 	if reg != nil {
-		reg.MustRegister(o.requests, o.duration, o.inflight, o.refused)
+		reg.MustRegister(o.requests, o.duration, o.inflightG, o.refused)
 	}
 	return o
 }
 
 // start is called when a request enters the front.
-func (o *observer) start() { o.inflight.Inc() }
+func (o *observer) start() { o.inflight.Add(1) }
 
 // done records a finished request. A request whose client left before the
 // answer is logged as 499, as nginx does, so the cause is not mistaken for
 // a server error.
 func (o *observer) done(rec *recorder, r *http.Request, info *reqinfo.Info) {
-	o.inflight.Dec()
+	o.inflight.Add(-1)
 	d := time.Since(info.Start)
 	status := rec.status
 	if status == 0 {

@@ -360,7 +360,9 @@ func (c *conn) fill(n int) error {
 			c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
 			c.rpos = 0
 		}
-		c.flushBatch()
+		if err := c.endBatch(); err != nil {
+			return err
+		}
 		var m int
 		var err error
 		if c.rpos == c.rend && c.rbuf != nil {
@@ -430,16 +432,29 @@ func (c *conn) idleTimedOut() bool {
 	return false
 }
 
-// flushBatch hands pending output to the writer; serve calls it before
-// every read that may block, so control frames answering a batch of input
-// go out in one write.
-func (c *conn) flushBatch() {
+// errLinger: the connection is closing; serve lingers, then ends.
+var errLinger = errors.New("h2srv: closing")
+
+// endBatch runs before every read that may block: it hands pending output
+// to the writer, so control frames answering a batch of input go out in
+// one write; it stops a closing connection and one whose client makes us
+// queue output it does not read.
+func (c *conn) endBatch() error {
 	c.mu.Lock()
 	pending := len(c.wbuf) > 0
+	over := len(c.wbuf) > ctrlMax
+	closing := c.closing
 	c.mu.Unlock()
 	if pending {
 		c.wakeWriter()
 	}
+	if over {
+		return connError{ErrCodeEnhanceYourCalm, "client does not read its control frames"}
+	}
+	if closing && c.sawFirst {
+		return errLinger
+	}
+	return nil
 }
 
 // armIdleLocked starts the idle timeout when the last stream is done.
@@ -467,6 +482,10 @@ func (c *conn) readFrames() error {
 	// timeout takes over.
 	for {
 		if err := c.fill(frameHeaderLen); err != nil {
+			if err == errLinger {
+				c.linger()
+				return nil
+			}
 			return err
 		}
 		fh := parseFrameHeader(c.rbuf[c.rpos:])
@@ -474,6 +493,10 @@ func (c *conn) readFrames() error {
 			return connError{ErrCodeFrameSize, "frame larger than SETTINGS_MAX_FRAME_SIZE"}
 		}
 		if err := c.fill(frameHeaderLen + int(fh.length)); err != nil {
+			if err == errLinger {
+				c.linger()
+				return nil
+			}
 			return err
 		}
 		p := c.rbuf[c.rpos+frameHeaderLen : c.rpos+frameHeaderLen+int(fh.length)]
@@ -493,17 +516,6 @@ func (c *conn) readFrames() error {
 		}
 		if err := c.processFrame(fh, p); err != nil {
 			return err
-		}
-		c.mu.Lock()
-		over := len(c.wbuf) > ctrlMax
-		closing := c.closing
-		c.mu.Unlock()
-		if over {
-			return connError{ErrCodeEnhanceYourCalm, "client does not read its control frames"}
-		}
-		if closing {
-			c.linger()
-			return nil
 		}
 	}
 }

@@ -709,3 +709,24 @@ func TestContextCanceledOnConnClose(t *testing.T) {
 		t.Fatalf("handler context: %v", err)
 	}
 }
+
+// TestPingFlood: a client that sends PINGs and never reads the answers is
+// disconnected once the queued answers pass a bound (CVE-2019-9512), not
+// buffered without end.
+func TestPingFlood(t *testing.T) {
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), nil)
+	rc := dialRaw(t, addr)
+	var frames bytes.Buffer
+	fr := http2.NewFramer(&frames, nil)
+	for range 4096 {
+		_ = fr.WritePing(false, [8]byte{1, 2, 3})
+	}
+	// Once cut off, the server still reads and discards for a second (so
+	// that its GOAWAY is not lost to a reset); then writes fail.
+	for start := time.Now(); time.Since(start) < 8*time.Second; {
+		if _, err := rc.tc.Write(frames.Bytes()); err != nil {
+			return // cut off
+		}
+	}
+	t.Fatal("the server took PINGs for 8s without cutting the client off")
+}

@@ -55,19 +55,25 @@
 // per connection); Content-Length checked against the DATA received;
 // trailers both ways (the Trailer field and http.TrailerPrefix);
 // http.Flusher, io.ReaderFrom and http.ResponseController (Flush,
-// SetReadDeadline, SetWriteDeadline, EnableFullDuplex); 1xx responses (103 Early Hints via
-// WriteHeader) and 100-continue on the first body read; HEAD, 204 and 304
-// without a body; Date and Content-Type sniffing as net/http; r.Context()
-// canceled when the client resets the stream or the connection ends;
-// padding, PRIORITY (parsed, ignored), CONTINUATION, PING, GOAWAY;
-// SETTINGS_MAX_HEADER_LIST_SIZE (a larger request gets 431);
-// MaxConcurrentStreams (REFUSED_STREAM beyond it); the idle timeout;
-// rapid-reset protection (CVE-2023-44487: a reset stream keeps its
-// handler slot until the handler returns, a client that piles up more than
+// SetReadDeadline, SetWriteDeadline, EnableFullDuplex); 1xx responses
+// (103 Early Hints via WriteHeader) and 100-continue on the first body
+// read; HEAD, 204 and 304 without a body; Date and Content-Type sniffing
+// as net/http; CONNECT tunnels; r.Context() canceled when the client
+// resets the stream or the connection ends; padding, PRIORITY (parsed,
+// ignored), CONTINUATION, PING, GOAWAY; SETTINGS_MAX_HEADER_LIST_SIZE (a
+// larger request gets 431); MaxConcurrentStreams (REFUSED_STREAM beyond
+// it); the idle timeout; malformed requests (connection-specific fields,
+// TE other than "trailers", uppercase names, bad pseudo-headers) reset
+// with PROTOCOL_ERROR. h2spec passes in full (TestH2spec).
+//
+// Abuse it bounds: rapid reset (CVE-2023-44487: a reset stream keeps its
+// handler slot until the handler returns; a client that piles up more than
 // four times MaxConcurrentStreams waiting streams gets GOAWAY
-// ENHANCE_YOUR_CALM); malformed requests (connection-specific fields, TE
-// other than "trailers", uppercase names, bad pseudo-headers) reset with
-// PROTOCOL_ERROR. h2spec passes in full (TestH2spec).
+// ENHANCE_YOUR_CALM); control-frame floods from a client that does not
+// read (PING, SETTINGS, frames we answer with RST_STREAM: cut off past
+// 1 MiB of queued output); CONTINUATION floods (a header block over twice
+// MaxHeaderBytes ends the connection); a client that stops reading
+// (IdleTimeout bounds each write).
 //
 // Where it differs from net/http, on purpose:
 //

@@ -788,7 +788,7 @@ func (c *conn) onData(fh frameHeader, p []byte) error {
 				st.bbuf, st.boff = st.bbuf[:0], 0
 			}
 			st.bbuf = append(st.bbuf, data...)
-			st.cond.Signal()
+			st.cond.Broadcast()
 		}
 	}
 	if fh.flags&flagEndStream != 0 {
@@ -807,7 +807,7 @@ func (c *conn) endRecvLocked(st *stream) {
 	if st.bodyErr == nil {
 		st.bodyErr = io.EOF
 	}
-	st.cond.Signal()
+	st.cond.Broadcast()
 	if st.sendClosed {
 		c.removeLocked(st)
 	}
@@ -1097,6 +1097,13 @@ func (c *conn) handlerDone(st *stream) {
 	c.mu.Lock()
 	st.handlerDone = true
 	c.nrunning--
+	if st.body != nil {
+		// A read still in progress (or to come) on another goroutine
+		// ends here; the stream may serve another request next.
+		st.body.done = true
+		st.body = nil
+		st.cond.Broadcast()
+	}
 	if n := len(st.bbuf) - st.boff; n > 0 {
 		// Body the handler left unread: its credit goes back.
 		st.bbuf, st.boff = st.bbuf[:0], 0

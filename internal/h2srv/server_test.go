@@ -730,3 +730,39 @@ func TestPingFlood(t *testing.T) {
 	}
 	t.Fatal("the server took PINGs for 8s without cutting the client off")
 }
+
+// TestBodyReadAfterHandler: a goroutine the handler left reading its body
+// gets an error when the handler returns, and never the body of a later
+// request that reuses the stream's state.
+func TestBodyReadAfterHandler(t *testing.T) {
+	leaked := make(chan string, 1)
+	got := make(chan string, 1)
+	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/leak" {
+			body := r.Body
+			started := make(chan struct{})
+			go func() {
+				close(started)
+				b, err := io.ReadAll(body)
+				leaked <- fmt.Sprintf("%q %v", b, err)
+			}()
+			<-started
+			time.Sleep(20 * time.Millisecond) // the goroutine waits in Read
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	}), nil)
+	rc := dialRaw(t, addr)
+	rc.headers(1, false, ":method", "POST", ":scheme", "https", ":path", "/leak", ":authority", "x")
+	if s := <-leaked; !strings.Contains(s, errBodyClosed.Error()) {
+		t.Fatalf("leaked reader got %s", s)
+	}
+	for id := uint32(3); id < 43; id += 2 {
+		rc.headers(id, false, ":method", "POST", ":scheme", "https", ":path", "/", ":authority", "x")
+		_ = rc.fr.WriteData(id, true, []byte("secret"))
+		if s := <-got; s != "secret" {
+			t.Fatalf("request %d read %q", id, s)
+		}
+	}
+}

@@ -52,7 +52,7 @@ type stream struct {
 	url    url.URL
 	hdr    http.Header
 	vals   []string
-	body   requestBody
+	body   *requestBody // nil without a body
 	rw     responseWriter
 }
 
@@ -63,7 +63,6 @@ type deadline struct {
 
 var streamPool = sync.Pool{New: func() any {
 	st := &stream{hdr: make(http.Header, 8)}
-	st.body.st = st
 	st.rw.st = st
 	st.rw.hdr = make(http.Header, 8)
 	return st
@@ -95,7 +94,6 @@ func putStream(st *stream) {
 	clear(vals)
 	wbuf := st.rw.buf
 	*st = stream{hdr: hdr, vals: vals[:0], bbuf: bbuf[:0]}
-	st.body.st = st
 	st.rw.st = st
 	st.rw.hdr = rwhdr
 	if wbuf != nil {
@@ -114,7 +112,7 @@ func (st *stream) resetLocked() {
 	if st.cancel != nil {
 		st.cancel()
 	}
-	st.cond.Signal()
+	st.cond.Broadcast()
 	st.c.cond.Broadcast()
 }
 
@@ -227,7 +225,8 @@ func (st *stream) buildRequest(fields []hpack.HeaderField, endStream bool) ErrCo
 	if endStream {
 		r.Body = http.NoBody
 	} else {
-		r.Body = &st.body
+		st.body = &requestBody{c: c, st: st}
+		r.Body = st.body
 		r.ContentLength = st.declLen
 		if st.declLen < 0 {
 			r.ContentLength = -1
@@ -323,14 +322,25 @@ func validFieldValue(s string) bool {
 
 // requestBody is a stream's request body: the bytes the read loop
 // buffered, handed out as the handler reads, with flow-control credit
-// returned as they are consumed.
-type requestBody struct{ st *stream }
+// returned as they are consumed. It is the one per-request object that is
+// not pooled: a body is often read by a goroutine of the handler's (a
+// transport copying it upstream) that may still be inside Read when the
+// handler returns. Then the body is done: the read returns an error and
+// never touches the stream again, which by then may serve another request.
+type requestBody struct {
+	c    *conn
+	st   *stream
+	done bool // under c.mu: the handler returned
+}
 
 func (b *requestBody) Read(p []byte) (int, error) {
-	st := b.st
-	c := st.c
+	c := b.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if b.done {
+		return 0, errBodyClosed
+	}
+	st := b.st
 	if st.bodyClosed {
 		return 0, errBodyClosed
 	}
@@ -355,6 +365,9 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		}
 		st.armLocked(0)
 		st.cond.Wait()
+		if b.done || st.bodyClosed {
+			return 0, errBodyClosed
+		}
 	}
 	n := copy(p, st.bbuf[st.boff:])
 	st.boff += n
@@ -365,19 +378,21 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Close discards what is buffered and ends reads in progress.
 func (b *requestBody) Close() error {
-	st := b.st
-	c := st.c
+	c := b.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.bodyClosed {
+	if b.done || b.st.bodyClosed {
 		return nil
 	}
+	st := b.st
 	st.bodyClosed = true
 	if n := len(st.bbuf) - st.boff; n > 0 {
 		c.creditLocked(st, int64(n))
 		st.bbuf, st.boff = st.bbuf[:0], 0
 	}
+	st.cond.Broadcast()
 	return nil
 }
 

@@ -152,7 +152,9 @@ func connExchange(ctx context.Context, _ net.Conn) context.Context {
 // newExchange returns the exchange for r and r with it in its context.
 func newExchange(r *http.Request, start time.Time) (*exchange, *http.Request) {
 	if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok && x.perConn {
-		*x = exchange{Context: x.Context, perConn: true, info: reqinfo.Info{Start: start}}
+		// Field by field: Context stays as it is, never written while a
+		// context derived from it may be reading it.
+		x.info, x.rec, x.id = reqinfo.Info{Start: start}, recorder{}, [1]string{}
 		return x, r
 	}
 	x := &exchange{Context: r.Context(), info: reqinfo.Info{Start: start}}

@@ -130,13 +130,6 @@ func newConn(s *Server, nc net.Conn, ctx context.Context) *conn {
 	return c
 }
 
-func (c *conn) logger() interface {
-	Error(string, ...any)
-	Debug(string, ...any)
-} {
-	return c.srv.logger()
-}
-
 // serve runs the connection: handshake (if not done), preface, frames.
 func (c *conn) serve() {
 	defer c.teardown()

@@ -16,8 +16,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 var (
@@ -79,7 +77,9 @@ func startTLS(t testing.TB, h http.Handler, mod func(*Server)) (*Server, string)
 
 // client returns an HTTP/2-only client for the test server.
 func client(t testing.TB) *http.Client {
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	var h2only http.Protocols
+	h2only.SetHTTP2(true)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Protocols: &h2only, ForceAttemptHTTP2: true}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
 }

@@ -93,7 +93,7 @@ type tlsListener struct {
 	log     *slog.Logger
 
 	conns chan net.Conn // HTTP/1.1 connections, for Accept
-	h2    *h2Listener   // HTTP/2 connections, for net/http's server
+	h2    *h2Listener   // HTTP/2 connections, for internal/h2srv
 	done  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
@@ -107,8 +107,8 @@ func newTLSListener(ln net.Listener, cfg *tls.Config, timeout time.Duration, log
 	return l
 }
 
-// h2Listener hands the HTTP/2 connections of a tlsListener to net/http's
-// server; the HTTP/1.1 ones go to h1srv through the tlsListener itself.
+// h2Listener hands the HTTP/2 connections of a tlsListener to
+// internal/h2srv; the HTTP/1.1 ones go to h1srv through the tlsListener itself.
 // Closing either closes both.
 type h2Listener struct {
 	l     *tlsListener

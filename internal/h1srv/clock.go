@@ -80,21 +80,18 @@ func (s *Server) sweep() {
 	for range t.C {
 		now := int64(time.Since(s.clk.epoch))
 		s.clk.now.Store(now)
-		s.mu.Lock()
-		if s.closing.Load() && len(s.conns) == 0 {
-			s.mu.Unlock()
+		if s.base.Closing() && s.base.Len() == 0 {
 			return
 		}
 		batch = batch[:0]
 		armed := false
-		for c := range s.conns {
+		s.base.Each(func(c *conn) {
 			due, set := c.due(now)
 			if due {
 				batch = append(batch, c)
 			}
 			armed = armed || set
-		}
-		s.mu.Unlock()
+		})
 		if armed || s.busy.Swap(false) {
 			t.Reset(tickEvery)
 		} else {

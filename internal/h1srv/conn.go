@@ -203,7 +203,7 @@ func (c *conn) cleanup() {
 	c.releaseRead()
 	c.releaseOut()
 	c.cancel()
-	c.srv.trackConn(c, false)
+	c.srv.base.Remove(c)
 }
 
 // serveOne reads and answers one request and reports whether the
@@ -218,7 +218,7 @@ func (c *conn) serveOne(first, fresh bool) outcome {
 		}
 		c.releaseOut()
 		c.state.Store(stateIdle)
-		if s.closing.Load() {
+		if s.base.Closing() {
 			return stop
 		}
 		d := s.idleTimeout()
@@ -582,7 +582,7 @@ func (c *conn) handle(tmpl *http.Request) bool {
 		_ = c.flush()
 		return false
 	}
-	keep := !w.closeAfter && !r.Close && !c.broken.Load() && !c.gone && !s.closing.Load()
+	keep := !w.closeAfter && !r.Close && !c.broken.Load() && !c.gone && !s.base.Closing()
 	if b != nil && !b.finished() {
 		// The handler left part of the body: answer first (the client
 		// may wait for it), then read the rest away if it is short.

@@ -193,7 +193,7 @@ func (w *response) commit(data []byte) {
 	w.committed = true
 	c.mu.Unlock()
 	h := w.hdr
-	if c.srv.closing.Load() {
+	if c.srv.base.Closing() {
 		w.closeAfter = true
 	}
 	if vs, ok := h["Connection"]; ok {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/srvbase"
 )
 
 // Server serves HTTP/1.x on the connections of one or more listeners. Its
@@ -66,13 +68,7 @@ type Server struct {
 	// accept); nil means slog.Default().
 	ErrorLog *slog.Logger
 
-	mu        sync.Mutex
-	listeners map[*net.Listener]struct{}
-	conns     map[*conn]struct{}
-	closing   atomic.Bool
-	done      chan struct{} // closed by Shutdown and Close, for accept back-off
-	onceDone  sync.Once
-	onceClose sync.Once
+	base      srvbase.Base[*conn]
 	clk       clock
 	sweepOnce sync.Once
 	busy      atomic.Bool // a bound was armed since the last tick
@@ -80,7 +76,7 @@ type Server struct {
 
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is
 // net/http's, so callers can treat both servers alike.
-var ErrServerClosed = http.ErrServerClosed
+var ErrServerClosed = srvbase.ErrServerClosed
 
 const (
 	defaultMaxHeaderBytes = 1 << 20
@@ -116,11 +112,6 @@ func (s *Server) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func (s *Server) doneChan() chan struct{} {
-	s.onceDone.Do(func() { s.done = make(chan struct{}) })
-	return s.done
-}
-
 // Serve accepts connections on ln and serves each on its own goroutine
 // until Shutdown or Close, then returns ErrServerClosed. It closes ln when
 // it returns.
@@ -128,121 +119,33 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.Handler == nil {
 		return errors.New("h1srv: Server.Handler is nil")
 	}
-	done := s.doneChan()
-	if !s.track(&ln, true) {
-		ln.Close()
-		return ErrServerClosed
-	}
-	defer s.track(&ln, false)
-	defer ln.Close()
-	base := context.Background()
-	if s.BaseContext != nil {
-		base = s.BaseContext(ln)
-		if base == nil {
-			panic("h1srv: BaseContext returned a nil context")
-		}
-	}
-	base = context.WithValue(base, http.ServerContextKey, (*http.Server)(nil))
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// EMFILE and the like: back off instead of spinning.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Warn("accepting a connection failed; retrying", "error", err, "delay", backoff.String())
-				select {
-				case <-time.After(backoff):
-				case <-done:
-					return ErrServerClosed
-				}
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		s.serveConn(base, nc)
-	}
+	return s.base.Serve(ln, s.hooks(), s.serveConn)
 }
 
-func isTemporary(err error) bool {
-	t, ok := err.(interface{ Temporary() bool })
-	return ok && t.Temporary()
+func (s *Server) hooks() srvbase.Hooks {
+	return srvbase.Hooks{Name: "h1srv", BaseContext: s.BaseContext, ConnContext: s.ConnContext, Log: s.ErrorLog}
 }
 
 // ServeConn serves one connection that was accepted elsewhere, on a new
 // goroutine, as if Serve had accepted it. ctx is its base context.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
-	s.serveConn(context.WithValue(ctx, http.ServerContextKey, (*http.Server)(nil)), nc)
+	s.serveConn(srvbase.ConnContext(srvbase.BaseContext(ctx), nc, s.hooks()), nc)
 }
 
-func (s *Server) serveConn(base context.Context, nc net.Conn) {
+// serveConn serves nc, whose requests' context derives from ctx.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	c := newConn(s, nc)
-	ctx := base
-	if s.ConnContext != nil {
-		ctx = s.ConnContext(ctx, nc)
-		if ctx == nil {
-			panic("h1srv: ConnContext returned a nil context")
-		}
-	}
-	c.ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
+	c.ctx = ctx
 	rctx, cancel := context.WithCancel(c.ctx)
 	c.cancel = cancel
 	c.blank = *(&http.Request{}).WithContext(rctx)
 	s.startSweeper()
-	if !s.trackConn(c, true) {
+	if !s.base.Add(c) {
+		cancel()
 		nc.Close()
 		return
 	}
 	go c.serve()
-}
-
-func (s *Server) track(ln *net.Listener, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		if s.closing.Load() {
-			return false
-		}
-		if s.listeners == nil {
-			s.listeners = make(map[*net.Listener]struct{})
-		}
-		s.listeners[ln] = struct{}{}
-	} else {
-		delete(s.listeners, ln)
-	}
-	return true
-}
-
-func (s *Server) trackConn(c *conn, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		if s.closing.Load() {
-			return false
-		}
-		if s.conns == nil {
-			s.conns = make(map[*conn]struct{})
-		}
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
-	}
-	return true
-}
-
-func (s *Server) closeListeners() error {
-	var err error
-	for ln := range s.listeners {
-		if cerr := (*ln).Close(); cerr != nil && err == nil && !errors.Is(cerr, net.ErrClosed) {
-			err = cerr
-		}
-	}
-	return err
 }
 
 // Shutdown stops accepting, closes idle connections at once, and waits
@@ -250,59 +153,25 @@ func (s *Server) closeListeners() error {
 // response) or for ctx to be done, whose error it then returns. Hijacked
 // connections are not waited for.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
-	s.mu.Lock()
-	lnerr := s.closeListeners()
-	s.mu.Unlock()
-	s.closeDone()
-
-	wait := time.Millisecond
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		if s.closeIdle() {
-			return lnerr
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			// Back off as net/http does, up to 500ms between polls.
-			wait = min(2*wait, 500*time.Millisecond)
-			t.Reset(wait)
-		}
-	}
-}
-
-func (s *Server) closeDone() {
-	done := s.doneChan()
-	s.onceClose.Do(func() { close(done) })
+	return s.base.Shutdown(ctx, nil, s.closeIdle)
 }
 
 // closeIdle closes the connections waiting for a request and reports
 // whether none is left.
 func (s *Server) closeIdle() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
+	s.base.Each(func(c *conn) {
 		if c.state.CompareAndSwap(stateIdle, stateClosed) {
 			c.nc.Close()
 		}
-	}
-	return len(s.conns) == 0
+	})
+	return s.base.Len() == 0
 }
 
 // Close closes the listeners and every connection at once, requests in
 // flight included. Use Shutdown for a graceful stop.
 func (s *Server) Close() error {
-	s.closing.Store(true)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	err := s.closeListeners()
-	s.closeDone()
-	for c := range s.conns {
+	return s.base.Stop(func(c *conn) {
 		c.state.Store(stateClosed)
 		c.nc.Close()
-	}
-	return err
+	})
 }

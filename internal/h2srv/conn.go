@@ -242,7 +242,7 @@ func (c *conn) teardown() {
 	}
 	c.mu.Unlock()
 	if last {
-		c.srv.trackConn(c, false)
+		c.srv.base.Remove(c)
 	}
 }
 
@@ -1124,7 +1124,7 @@ func (c *conn) handlerDone(st *stream) {
 	}
 	c.mu.Unlock()
 	if last {
-		c.srv.trackConn(c, false)
+		c.srv.base.Remove(c)
 	}
 }
 

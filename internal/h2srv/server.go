@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/srvbase"
 )
 
 // Server serves HTTP/2 (RFC 9113) on connections whose protocol was agreed
@@ -49,19 +49,13 @@ type Server struct {
 	// accept); nil means slog.Default().
 	ErrorLog *slog.Logger
 
-	mu        sync.Mutex
-	listeners map[*net.Listener]struct{}
-	conns     map[*conn]struct{}
-	closing   atomic.Bool
-	done      chan struct{}
-	onceDone  sync.Once
-	onceClose sync.Once
-	workers   workerPool
+	base    srvbase.Base[*conn]
+	workers workerPool
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is
 // net/http's, so callers can treat the servers alike.
-var ErrServerClosed = http.ErrServerClosed
+var ErrServerClosed = srvbase.ErrServerClosed
 
 const (
 	defaultMaxHeaderBytes = 1 << 20
@@ -96,11 +90,6 @@ func (s *Server) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func (s *Server) doneChan() chan struct{} {
-	s.onceDone.Do(func() { s.done = make(chan struct{}) })
-	return s.done
-}
-
 // Serve accepts connections on ln and serves each on its own goroutine
 // until Shutdown or Close, then returns ErrServerClosed. It closes ln when
 // it returns. The connections must already speak HTTP/2: a *tls.Conn is
@@ -109,120 +98,27 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.Handler == nil {
 		return errors.New("h2srv: Server.Handler is nil")
 	}
-	done := s.doneChan()
-	if !s.track(&ln, true) {
-		ln.Close()
-		return ErrServerClosed
-	}
-	defer s.track(&ln, false)
-	defer ln.Close()
-	base := context.Background()
-	if s.BaseContext != nil {
-		base = s.BaseContext(ln)
-		if base == nil {
-			panic("h2srv: BaseContext returned a nil context")
-		}
-	}
-	base = context.WithValue(base, http.ServerContextKey, (*http.Server)(nil))
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Warn("h2srv: accepting a connection failed; retrying", "error", err, "delay", backoff.String())
-				select {
-				case <-time.After(backoff):
-				case <-done:
-					return ErrServerClosed
-				}
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		s.serveConn(base, nc)
-	}
+	return s.base.Serve(ln, s.hooks(), s.serveConn)
 }
 
-func isTemporary(err error) bool {
-	t, ok := err.(interface{ Temporary() bool })
-	return ok && t.Temporary()
+func (s *Server) hooks() srvbase.Hooks {
+	return srvbase.Hooks{Name: "h2srv", BaseContext: s.BaseContext, ConnContext: s.ConnContext, Log: s.ErrorLog}
 }
 
 // ServeConn serves one connection that was accepted elsewhere, on a new
 // goroutine, as if Serve had accepted it. ctx is its base context.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
-	s.serveConn(context.WithValue(ctx, http.ServerContextKey, (*http.Server)(nil)), nc)
+	s.serveConn(srvbase.ConnContext(srvbase.BaseContext(ctx), nc, s.hooks()), nc)
 }
 
-func (s *Server) serveConn(base context.Context, nc net.Conn) {
-	ctx := base
-	if s.ConnContext != nil {
-		ctx = s.ConnContext(ctx, nc)
-		if ctx == nil {
-			panic("h2srv: ConnContext returned a nil context")
-		}
-	}
-	c := newConn(s, nc, context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr()))
-	if !s.trackConn(c, true) {
+// serveConn serves nc, whose streams' contexts derive from ctx.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	c := newConn(s, nc, ctx)
+	if !s.base.Add(c) {
 		nc.Close()
 		return
 	}
 	go c.serve()
-}
-
-func (s *Server) track(ln *net.Listener, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		if s.closing.Load() {
-			return false
-		}
-		if s.listeners == nil {
-			s.listeners = make(map[*net.Listener]struct{})
-		}
-		s.listeners[ln] = struct{}{}
-	} else {
-		delete(s.listeners, ln)
-	}
-	return true
-}
-
-func (s *Server) trackConn(c *conn, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		if s.closing.Load() {
-			return false
-		}
-		if s.conns == nil {
-			s.conns = make(map[*conn]struct{})
-		}
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
-	}
-	return true
-}
-
-func (s *Server) closeListeners() error {
-	var err error
-	for ln := range s.listeners {
-		if cerr := (*ln).Close(); cerr != nil && err == nil && !errors.Is(cerr, net.ErrClosed) {
-			err = cerr
-		}
-	}
-	return err
-}
-
-func (s *Server) closeDone() {
-	done := s.doneChan()
-	s.onceClose.Do(func() { close(done) })
 }
 
 // Shutdown stops accepting, sends every connection GOAWAY (streams the
@@ -230,48 +126,20 @@ func (s *Server) closeDone() {
 // connection once its streams are done, and waits for that or for ctx to
 // be done, whose error it then returns.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
-	s.mu.Lock()
-	lnerr := s.closeListeners()
-	for c := range s.conns {
-		c.goAway()
-	}
-	s.mu.Unlock()
-	s.closeDone()
-
-	wait := time.Millisecond
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		s.mu.Lock()
-		n := len(s.conns)
-		s.mu.Unlock()
-		if n == 0 {
-			s.workers.close()
-			return lnerr
+	return s.base.Shutdown(ctx, (*conn).goAway, func() bool {
+		if s.base.Len() > 0 {
+			return false
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			wait = min(2*wait, 500*time.Millisecond)
-			t.Reset(wait)
-		}
-	}
+		s.workers.close()
+		return true
+	})
 }
 
 // Close closes the listeners and every connection at once, requests in
 // flight included (their contexts are canceled). Use Shutdown for a
 // graceful stop.
 func (s *Server) Close() error {
-	s.closing.Store(true)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	err := s.closeListeners()
-	s.closeDone()
-	for c := range s.conns {
-		c.nc.Close()
-	}
+	err := s.base.Stop(func(c *conn) { c.nc.Close() })
 	s.workers.close()
 	return err
 }

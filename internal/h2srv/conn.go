@@ -306,9 +306,16 @@ func (c *conn) writeLoop() {
 			c.wspare = nil
 			closing := c.closing
 			c.mu.Unlock()
-			if d := c.srv.IdleTimeout; d > 0 && !closing {
-				// A client that reads nothing for as long as an idle
-				// connection may live is gone; its handlers are released.
+			// A client that reads nothing for as long as an idle
+			// connection may live is gone; its handlers are released.
+			// Closing, the last frames get lingerTime. The deadline is
+			// moved before every write: one left from an earlier write
+			// would expire in the middle of this one.
+			d := c.srv.IdleTimeout
+			if closing {
+				d = lingerTime
+			}
+			if d > 0 {
 				_ = c.nc.SetWriteDeadline(time.Now().Add(d))
 			}
 			_, err := c.nc.Write(buf)
@@ -323,13 +330,26 @@ func (c *conn) writeLoop() {
 				c.wbuf = nil
 				c.cond.Broadcast()
 				c.mu.Unlock()
-				c.nc.Close()
+				c.closeAfterWriteError()
 				return
 			}
 			c.cond.Broadcast()
 			c.mu.Unlock()
 		}
 	}
+}
+
+// closeAfterWriteError closes a connection whose write failed. Over TLS
+// the socket underneath is closed, not the tls.Conn: a write that timed
+// out may have sent part of a record, and the close_notify alert
+// tls.Conn.Close would add after it reaches the client as a record that
+// fails to decrypt ("bad record MAC") instead of a plain end.
+func (c *conn) closeAfterWriteError() {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		_ = tc.NetConn().Close()
+		return
+	}
+	c.nc.Close()
 }
 
 // closeWrite ends our side after the last frames: the client sees the

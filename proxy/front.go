@@ -242,7 +242,8 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.prefetch(info.ClientIP)
 	}
 	if status, reason := checkRequest(r); status != 0 {
-		info.Route = "guard"
+		// Route "refused": the request parsed, so the log shows its
+		// method and path (a parser refusal, route "guard", cannot).
 		f.refuse(rec, r, info, status, reason)
 		return
 	}

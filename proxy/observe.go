@@ -135,8 +135,8 @@ func (o *observer) done(rec *recorder, r *http.Request, info *reqinfo.Info) {
 	}
 	method, host, path := r.Method, r.Host, r.URL.Path
 	if route == "guard" {
-		// The request never parsed; what net/http saw is the guard's
-		// stand-in, not the client's words.
+		// The request never parsed (h1srv.Rejection): what the handler
+		// saw is a stand-in, not the client's words.
 		method, host, path = "-", "-", "-"
 	}
 	// Room for every field on the stack: appending past a literal's

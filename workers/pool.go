@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -87,7 +86,7 @@ type member struct {
 	name  string // address, for logs, reqinfo.Upstream and /status
 	label string // bounded metric label: the address for upstreams, "worker N" slot for processes
 	host  string // URL host for requests ("127.0.0.1:8000"; a Unix-socket worker uses "localhost")
-	rt    http.RoundTripper
+	rt    transport
 	idle  func() // closes idle keep-alive connections, when removed
 	w     *worker
 
@@ -206,20 +205,19 @@ func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 				return nil, fmt.Errorf("%w: retrying after %w: %w", backend.ErrBackendFailed, lastErr, err)
 			}
 		}
-		var sent atomic.Bool
-		resp, err := p.send(out, m, &sent)
+		resp, err := p.send(out, m)
 		if err == nil {
 			if info != nil {
 				info.Upstream = m.name
 			}
 			return resp, nil
 		}
-		if unsent(err, sent.Load()) && r.Context().Err() == nil {
+		if unsent(err) && r.Context().Err() == nil {
 			// Refused before a byte was sent: safe to try another backend.
-			// (A request written to a reused connection that then broke may
-			// be retried by http.Transport on a new one; if that dial is
-			// refused, sent stops us from taking the request - perhaps the
-			// one that crashed the worker - to a second backend.)
+			// (A request written to a reused connection that then broke is
+			// retried by the transport on a new one; if that dial is
+			// refused, h1.Error.Sent stops us from taking the request -
+			// perhaps the one that crashed the worker - to a second backend.)
 			p.markDown(m, err)
 			if tried == nil {
 				tried = map[*member]bool{}
@@ -279,59 +277,28 @@ func replay(r *http.Request) (*http.Request, error) {
 	return &out, nil
 }
 
-// errTimedOut is the cancel cause when Config.Timeout passes.
-var errTimedOut = errors.New("timeout")
-
 // send makes one attempt on m, which acquire reserved. The slot is released
 // when the response body is closed (or at once on error).
-func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Response, error) {
+func (p *Pool) send(r *http.Request, m *member) (*http.Response, error) {
 	p.mu.Lock()
 	timeout, respBuf, spoolMax := p.cfg.Timeout.D(), p.respBuf, p.spoolMax
 	p.mu.Unlock()
-	var (
-		resp     *http.Response
-		err      error
-		timedOut bool
-		cancel   = func(error) {}
-		start    = time.Now()
-	)
-	if tt, ok := m.rt.(timeoutTripper); ok {
-		// Our own transports bound the exchange themselves, from one
-		// watchdog goroutine (internal/watchdog), and report in their
-		// errors whether anything was sent (h1.Error.Sent, dialError): no
-		// derived context, timer or request copy per request.
-		out := r
-		if r.Host == "" {
-			out = r.Clone(r.Context())
-			out.URL.Scheme, out.URL.Host = "http", m.host
-		}
-		resp, err = tt.RoundTripTimeout(out, timeout)
-		if err == nil {
-			resp, err = p.takeSmall(r, resp, respBuf)
-		}
-		timedOut = err != nil && errors.Is(err, watchdog.ErrDeadline)
-	} else {
-		ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
-			WroteHeaders: func() { sent.Store(true) },
-		})
-		var cctx context.Context
-		var ccancel context.CancelCauseFunc
-		cctx, ccancel = context.WithCancelCause(ctx)
-		cancel = ccancel
-		timer := time.AfterFunc(timeout, func() { ccancel(errTimedOut) })
-		out := r.WithContext(cctx)
-		u := *r.URL
-		u.Scheme, u.Host = "http", m.host
-		out.URL = &u
-		resp, err = m.rt.RoundTrip(out)
-		if err == nil {
-			resp, err = p.takeSmall(r, resp, respBuf)
-		}
-		fired := !timer.Stop()
-		timedOut = fired || err != nil && context.Cause(cctx) == errTimedOut
+	start := time.Now()
+	// The transports bound the exchange themselves, from one watchdog
+	// goroutine (internal/watchdog), and report in their errors whether
+	// anything was sent (h1.Error.Sent, dialError): no derived context,
+	// timer or request copy per request.
+	out := r
+	if r.Host == "" {
+		out = r.Clone(r.Context())
+		out.URL.Scheme, out.URL.Host = "http", m.host
 	}
+	resp, err := m.rt.RoundTripTimeout(out, timeout)
+	if err == nil {
+		resp, err = p.takeSmall(r, resp, respBuf)
+	}
+	timedOut := err != nil && errors.Is(err, watchdog.ErrDeadline)
 	if timedOut {
-		cancel(nil)
 		if resp != nil {
 			resp.Body.Close()
 		}
@@ -343,7 +310,6 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 		return nil, fmt.Errorf("%s gave no response within %s: %w", m.name, timeout, backend.ErrTimeout)
 	}
 	if err != nil {
-		cancel(nil)
 		var de *dialError
 		if m.w != nil && r.Context().Err() == nil && !errors.As(err, &de) && connBroken(err) {
 			// A worker that broke a connection is most likely dying: stop
@@ -372,19 +338,18 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	p.countOK(m)
 	p.markUp(m)
 	if _, ok := resp.Body.(*memBody); ok {
-		cancel(nil)
 		p.release(m, true)
 		return resp, nil
 	}
 	if r.Method != http.MethodHead && resp.ContentLength > respBuf && resp.ContentLength <= spoolMax && resp.StatusCode != http.StatusSwitchingProtocols {
-		sp, err := newSpool(resp.Body, func() { cancel(nil) }, func(ok bool) { cancel(nil); p.release(m, ok) })
+		sp, err := newSpool(resp.Body, func(ok bool) { p.release(m, ok) })
 		if err == nil {
 			resp.Body = sp
 			return resp, nil
 		}
 		p.log.Warn("cannot spool a response to a temp file; passing it through", "error", err)
 	}
-	b := &body{ReadCloser: resp.Body, done: func() { cancel(nil); p.release(m, true) }}
+	b := &body{ReadCloser: resp.Body, done: func() { p.release(m, true) }}
 	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		resp.Body = &rwBody{body: b, w: rw}
 	} else {
@@ -393,9 +358,11 @@ func (p *Pool) send(r *http.Request, m *member, sent *atomic.Bool) (*http.Respon
 	return resp, nil
 }
 
-// timeoutTripper is a transport that bounds an exchange itself (see
-// h1.Transport.RoundTripTimeout).
-type timeoutTripper interface {
+// transport is what a member sends requests through: *h1.Transport, or
+// the WSGI shim's. Both bound an exchange themselves
+// (h1.Transport.RoundTripTimeout).
+type transport interface {
+	http.RoundTripper
 	RoundTripTimeout(r *http.Request, timeout time.Duration) (*http.Response, error)
 }
 
@@ -801,7 +768,7 @@ func newTransport(network, addr string, maxIdle int) *h1.Transport {
 
 // unsent reports whether a failed attempt certainly sent nothing of the
 // request, so another backend may run it without running it twice.
-func unsent(err error, wroteHeaders bool) bool {
+func unsent(err error) bool {
 	var de *dialError
 	if !errors.As(err, &de) {
 		return false
@@ -810,7 +777,7 @@ func unsent(err error, wroteHeaders bool) bool {
 	if errors.As(err, &he) {
 		return !he.Sent
 	}
-	return !wroteHeaders
+	return true // the WSGI transport's dialError: nothing fully written
 }
 
 // Status is the pool's snapshot for /status.

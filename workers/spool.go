@@ -18,8 +18,8 @@ const maxSpool = 1 << 30
 // responses of known length above response_buffer; the client still sees
 // bytes as soon as they arrive, so nothing is delayed.
 type spool struct {
-	f     *os.File
-	abort func() // cancels the backend exchange (client gone)
+	f   *os.File
+	src io.ReadCloser // the backend's body; closing it aborts the exchange (client gone)
 
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -32,13 +32,13 @@ type spool struct {
 
 // newSpool starts copying src into a temp file. done is called once, from
 // the copying goroutine, when src is finished (ok) or failed.
-func newSpool(src io.ReadCloser, abort func(), done func(ok bool)) (*spool, error) {
+func newSpool(src io.ReadCloser, done func(ok bool)) (*spool, error) {
 	f, err := os.CreateTemp("", "gatehouse-response-*")
 	if err != nil {
 		return nil, err
 	}
 	os.Remove(f.Name()) // unlinked: the space goes with the last close
-	s := &spool{f: f, abort: abort}
+	s := &spool{f: f, src: src}
 	s.cond.L = &s.mu
 	go s.fill(src, done)
 	return s, nil
@@ -125,6 +125,8 @@ func (s *spool) Close() error {
 	if done {
 		return s.f.Close()
 	}
-	s.abort()
+	// A Close during the copy's blocked Read aborts it (the transports'
+	// bodies allow that), so the backend is not waited for.
+	s.src.Close()
 	return nil
 }

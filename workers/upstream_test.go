@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -452,5 +453,44 @@ func TestUpstreamCloseWaitsForInFlight(t *testing.T) {
 	}
 	if _, err := p.RoundTrip(httptest.NewRequest("GET", "http://x/", nil)); !errors.Is(err, backend.ErrClosed) {
 		t.Errorf("after Close: %v", err)
+	}
+}
+
+// A response spooled to a temp file (larger than response_buffer) whose
+// reader goes away while the app is still sending: closing the body ends
+// the exchange with the app at once, not when the app finishes.
+func TestSpooledResponseClosedEarlyAbortsTheApp(t *testing.T) {
+	gone := make(chan struct{})
+	s := newCounting(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(8<<20))
+		w.Write(make([]byte, 64<<10))
+		w.(http.Flusher).Flush()
+		select { // then stall, as a slow app would
+		case <-r.Context().Done():
+			close(gone)
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	p := newPool(t, Config{Upstreams: []string{addr(s.Server)}})
+	p.mu.Lock()
+	p.respBuf, p.spoolMax = 1<<10, 64<<20
+	p.mu.Unlock()
+	req := httptest.NewRequest("GET", "http://app/", nil)
+	resp, err := p.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := resp.Body.(*spool); !ok {
+		t.Fatalf("body is %T, want a spool", resp.Body)
+	}
+	buf := make([]byte, 1024)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case <-gone:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the app's exchange was not ended when the spooled body was closed")
 	}
 }

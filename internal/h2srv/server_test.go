@@ -167,17 +167,8 @@ func TestFlush(t *testing.T) {
 }
 
 func TestContextCanceledOnReset(t *testing.T) {
-	canceled := make(chan error, 1)
-	started := make(chan struct{})
-	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		select {
-		case <-r.Context().Done():
-			canceled <- r.Context().Err()
-		case <-time.After(5 * time.Second):
-			canceled <- errors.New("not canceled")
-		}
-	}), nil)
+	h, started, canceled := waitForCancel()
+	_, addr := startTLS(t, h, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+addr+"/", nil)
 	go func() { <-started; cancel() }()
@@ -690,17 +681,8 @@ func TestContentLengthSetLate(t *testing.T) {
 // TestContextCanceledOnConnClose: the client's connection going away
 // cancels the contexts of its requests in progress.
 func TestContextCanceledOnConnClose(t *testing.T) {
-	started := make(chan struct{})
-	canceled := make(chan error, 1)
-	_, addr := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		select {
-		case <-r.Context().Done():
-			canceled <- r.Context().Err()
-		case <-time.After(5 * time.Second):
-			canceled <- errors.New("not canceled")
-		}
-	}), nil)
+	h, started, canceled := waitForCancel()
+	_, addr := startTLS(t, h, nil)
 	rc := dialRaw(t, addr)
 	rc.headers(1, true, getFields...)
 	<-started
@@ -765,4 +747,19 @@ func TestBodyReadAfterHandler(t *testing.T) {
 			t.Fatalf("request %d read %q", id, s)
 		}
 	}
+}
+
+// waitForCancel returns a handler that reports its start, then how its
+// request's context ended (or that it did not, within 5s).
+func waitForCancel() (http.Handler, chan struct{}, chan error) {
+	started, canceled := make(chan struct{}), make(chan error, 1)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+			canceled <- r.Context().Err()
+		case <-time.After(5 * time.Second):
+			canceled <- errors.New("not canceled")
+		}
+	}), started, canceled
 }

@@ -22,6 +22,32 @@ import (
 // hop-by-hop fields the tests want the front to see.
 func startRawServer(t *testing.T, respond func(head string) string) *httptest.Server {
 	t.Helper()
+	ln := listenRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			var head strings.Builder
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				head.WriteString(line)
+				if line == "\r\n" {
+					break
+				}
+			}
+			if _, err := io.WriteString(c, respond(head.String())); err != nil {
+				return
+			}
+		}
+	})
+	return &httptest.Server{URL: "http://" + ln.Addr().String()}
+}
+
+// listenRaw accepts loopback connections until the test ends and hands
+// each to serve on its own goroutine, closing it after.
+func listenRaw(t *testing.T, serve func(c net.Conn)) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -35,27 +61,11 @@ func startRawServer(t *testing.T, respond func(head string) string) *httptest.Se
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					var head strings.Builder
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						head.WriteString(line)
-						if line == "\r\n" {
-							break
-						}
-					}
-					if _, err := io.WriteString(c, respond(head.String())); err != nil {
-						return
-					}
-				}
+				serve(c)
 			}()
 		}
 	}()
-	return &httptest.Server{URL: "http://" + ln.Addr().String()}
+	return ln
 }
 
 func TestHopByHopHeadersStripped(t *testing.T) {
@@ -319,30 +329,16 @@ func TestTunnelEndsWhenTheAppCloses(t *testing.T) {
 	t.Parallel()
 	// An app that says one line after the 101 and hangs up; the client,
 	// which never closes its side, must see the end at once.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	ln := listenRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
 			}
-			go func() {
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nbye\n")
-				c.Close()
-			}()
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nbye\n")
+	})
 	for _, pool := range []struct {
 		name string
 		p    Pool

@@ -75,18 +75,6 @@ type wsgiConn struct {
 	watch   watchdog.Entry
 }
 
-// abortErr prefers the reason the watchdog cut the exchange to the I/O
-// error that provoked.
-func (wc *wsgiConn) abortErr(ctx context.Context, err error) error {
-	switch wc.watch.Fired() {
-	case watchdog.Expired:
-		return fmt.Errorf("%w: %w", watchdog.ErrDeadline, err)
-	case watchdog.Canceled:
-		return ctx.Err()
-	}
-	return err
-}
-
 func newWSGITransport(path string, threads int) *wsgiTransport {
 	return &wsgiTransport{path: path, maxIdle: threads}
 }
@@ -162,7 +150,7 @@ func (t *wsgiTransport) RoundTripTimeout(r *http.Request, timeout time.Duration)
 	fail := func(err error) (*http.Response, error) {
 		t.dog.Release(&wc.watch)
 		wc.c.Close()
-		return nil, wc.abortErr(ctx, err)
+		return nil, wc.watch.Err(ctx, err)
 	}
 	typ, env := encodeEnviron(wc.scratch[:0], r)
 	wc.scratch = env
@@ -459,7 +447,7 @@ func (b *wsgiBody) Read(p []byte) (int, error) {
 }
 
 func (b *wsgiBody) fail(err error) {
-	b.err = b.wc.abortErr(b.ctx, err)
+	b.err = b.wc.watch.Err(b.ctx, err)
 	b.finish(false)
 }
 

@@ -170,16 +170,6 @@ func (c *conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
 // alone (not aborted).
 func (c *conn) unwatch() bool { return c.t.dog.Release(&c.watch) == watchdog.None }
 
-// abortErr prefers the reason the watchdog aborted the exchange (the
-// context's error, with its cause, or ErrDeadline) to the I/O error the
-// abort provoked.
-func (c *conn) abortErr(ctx context.Context, err error) error {
-	if c.watch.Fired() == watchdog.Expired {
-		return fmt.Errorf("%w: %w", watchdog.ErrDeadline, err)
-	}
-	return ctxErr(ctx, err)
-}
-
 func (c *conn) close() {
 	c.hd = nil
 	if c.br != nil {
@@ -226,9 +216,9 @@ func (t *Transport) RoundTripTimeout(r *http.Request, timeout time.Duration) (*h
 				// would read as "refused, nothing sent" to a pool that
 				// looks for its own dial error type). The retry's
 				// failure is only told.
-				return nil, &Error{Op: first.op, Sent: true, Err: fmt.Errorf("%w (a retry on a new connection failed too: %v)", first.err, ctxErr(ctx, err))}
+				return nil, &Error{Op: first.op, Sent: true, Err: fmt.Errorf("%w (a retry on a new connection failed too: %v)", first.err, watchdog.CtxErr(ctx, err))}
 			}
-			return nil, &Error{Op: "dial", Sent: sent, Err: ctxErr(ctx, err)}
+			return nil, &Error{Op: "dial", Sent: sent, Err: watchdog.CtxErr(ctx, err)}
 		}
 		resp, x := t.exchange(ctx, c, req, trace, deadline)
 		if x.err == nil {
@@ -264,7 +254,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trac
 	fail := func(x outcome) (*http.Response, outcome) {
 		c.unwatch()
 		c.close()
-		x.err = c.abortErr(ctx, x.err)
+		x.err = c.watch.Err(ctx, x.err)
 		return nil, x
 	}
 
@@ -582,18 +572,6 @@ func (t *Transport) idleCount() int {
 	return len(t.idle)
 }
 
-// ctxErr prefers the context's error, with its cause, to the I/O error its
-// cancellation provoked.
-func ctxErr(ctx context.Context, err error) error {
-	cerr := ctx.Err()
-	if cerr == nil {
-		return err
-	}
-	if cause := context.Cause(ctx); cause != nil && cause != cerr {
-		return fmt.Errorf("%w: %w", cerr, cause)
-	}
-	return cerr
-}
 
 // connGone reports whether err means the backend had closed the
 // connection: the stale keep-alive case that a retry fixes.
@@ -696,7 +674,7 @@ func (b *body) Read(p []byte) (int, error) {
 		c.t.release(c, b.keep)
 		return n, io.EOF
 	}
-	b.err = &Error{Op: "read body", Sent: true, Err: c.abortErr(b.ctx, err)}
+	b.err = &Error{Op: "read body", Sent: true, Err: c.watch.Err(b.ctx, err)}
 	c.t.release(c, false)
 	return n, b.err
 }

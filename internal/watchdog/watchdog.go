@@ -33,6 +33,7 @@ package watchdog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,30 @@ type Entry struct {
 
 // Fired reports whether, and why, the entry was aborted since Watch.
 func (e *Entry) Fired() Reason { return Reason(e.fired.Load()) }
+
+// Err is the error to report for an exchange on this entry that failed
+// with err, an I/O error perhaps provoked by an abort: ErrDeadline (with
+// err) when the deadline cut it, else ctx's error, with its cause, when
+// ctx is done, else err. ctx is the context Watch was given.
+func (e *Entry) Err(ctx context.Context, err error) error {
+	if e.Fired() == Expired {
+		return fmt.Errorf("%w: %w", ErrDeadline, err)
+	}
+	return CtxErr(ctx, err)
+}
+
+// CtxErr prefers ctx's error, with its cause, to err, the I/O error its
+// cancellation provoked; err when ctx is not done.
+func CtxErr(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if cerr == nil {
+		return err
+	}
+	if cause := context.Cause(ctx); cause != nil && cause != cerr {
+		return fmt.Errorf("%w: %w", cerr, cause)
+	}
+	return cerr
+}
 
 // ClearDeadline removes the deadline; the context still applies.
 func (e *Entry) ClearDeadline() { e.deadline.Store(0) }

@@ -572,7 +572,6 @@ func (t *Transport) idleCount() int {
 	return len(t.idle)
 }
 
-
 // connGone reports whether err means the backend had closed the
 // connection: the stale keep-alive case that a retry fixes.
 func connGone(err error) bool {

@@ -54,9 +54,11 @@
 //
 // # Cancellation and retries
 //
-// The request's context aborts a blocked dial, write or read (a deadline in
-// the past is set on the connection by context.AfterFunc); the error wraps
-// the context's error and its cause, and the connection is closed.
+// The request's context aborts a blocked dial, write or read, and so does
+// RoundTripTimeout's bound: the transport's watchdog (internal/watchdog)
+// sets a deadline in the past on the connection within about 10ms of the
+// context ending or the bound passing. The error wraps the context's error
+// and its cause, or watchdog.ErrDeadline, and the connection is closed.
 //
 // A kept-alive connection can be closed by the backend at any moment. Before
 // reuse, an idle connection is checked with a non-blocking peek (one

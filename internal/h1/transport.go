@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/sockwait"
 	"github.com/gatehouse/gatehouse/internal/watchdog"
 )
 
@@ -126,18 +127,22 @@ var (
 // that the response head can be bounded and a write can be known to have
 // put bytes on the wire.
 type conn struct {
-	t      *Transport
-	nc     net.Conn
-	br     *bufio.Reader // while an exchange or its body holds the conn
-	peek   func() bool   // nil when the conn cannot be checked
-	idleAt time.Time
-	gen    int
-	limit  int  // bytes left for the response head
-	capped bool // limit applies
-	wrote  bool // some Write put bytes on the wire
-	reused bool
-	hd     *head // the block of the head just parsed in place, if it was
-	watch  watchdog.Entry
+	t    *Transport
+	nc   net.Conn
+	br   *bufio.Reader    // while an exchange or its body holds the conn
+	sock *sockwait.Socket // nil when nc is no socket
+	// waitAfter makes the next Write start the wait for the response
+	// in the same step (sockwait.Socket.WriteWait): set for the flush
+	// that ends the request.
+	waitAfter bool
+	idleAt    time.Time
+	gen       int
+	limit     int  // bytes left for the response head
+	capped    bool // limit applies
+	wrote     bool // some Write put bytes on the wire
+	reused    bool
+	hd        *head // the block of the head just parsed in place, if it was
+	watch     watchdog.Entry
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -156,6 +161,23 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
+	if c.waitAfter {
+		c.waitAfter = false
+		// A backend sends nothing unasked on a keep-alive connection
+		// but a close, and a close answers the request with a reset
+		// that ends the wait too; the read deadline bounds the rest.
+		n, werr, rerr := c.sock.WriteWait(p)
+		if n > 0 {
+			c.wrote = true
+		}
+		if werr != nil || rerr != nil || n == len(p) {
+			// A failed wait is the read's business: it fails the same
+			// way (deadline, closed).
+			return n, werr
+		}
+		m, err := c.nc.Write(p[n:])
+		return n + m, err
+	}
 	n, err := c.nc.Write(p)
 	if n > 0 {
 		c.wrote = true
@@ -262,7 +284,9 @@ func (t *Transport) exchange(ctx context.Context, c *conn, r *http.Request, trac
 	bw.Reset(c)
 	touched, err := writeRequest(bw, r, trace)
 	if err == nil {
+		c.waitAfter = c.sock != nil
 		err = bw.Flush()
+		c.waitAfter = false
 	}
 	bw.Reset(nil)
 	writers.Put(bw)
@@ -474,7 +498,7 @@ func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, f
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
 		idle := time.Since(c.idleAt)
-		if idle > timeout || (c.peek != nil && !(replayable && idle < trustIdle) && !c.peek()) {
+		if idle > timeout || (c.sock != nil && !(replayable && idle < trustIdle) && !c.sock.Alive()) {
 			c.close()
 			continue
 		}
@@ -494,7 +518,10 @@ func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, f
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{t: t, nc: nc, peek: peeker(nc), gen: gen}
+	c := &conn{t: t, nc: nc, gen: gen}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.sock = sockwait.New(sc)
+	}
 	c.watch.Abort = c.abort
 	if trace != nil && trace.GotConn != nil {
 		trace.GotConn(httptrace.GotConnInfo{Conn: nc})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/ascii"
+	"github.com/gatehouse/gatehouse/internal/sockwait"
 )
 
 // Connection states, for Shutdown: only an idle connection may be closed
@@ -59,8 +60,8 @@ type conn struct {
 	ctx      context.Context
 	remote   string
 	tlsState *tls.ConnectionState
-	waiter   ReadWaiter // nil: the read waits, holding a buffer
-	sw       *Waiter    // when nc is itself a socket
+	waiter   ReadWaiter       // nil: the read waits, holding a buffer
+	sw       *sockwait.Socket // when nc is itself a socket
 	state    atomic.Int32
 	broken   atomic.Bool // framing or I/O failure: close after this response
 
@@ -114,7 +115,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 	case ReadWaiter:
 		c.waiter = x
 	case *net.TCPConn, *net.UnixConn:
-		c.sw = NewWaiter(x.(syscall.Conn))
+		if c.sw = sockwait.New(x.(syscall.Conn)); c.sw != nil {
+			// Not before: Shutdown closes idle conns, and the response
+			// must be out first.
+			c.sw.Written = func() { c.state.Store(stateIdle) }
+		}
 	}
 	c.resp.c = c
 	return c
@@ -213,22 +218,38 @@ func (c *conn) serveOne(first, fresh bool) outcome {
 	if c.rpos == c.rend {
 		// Nothing buffered: send what is pending, give the buffers back,
 		// and wait for the client.
-		if c.flush() != nil {
-			return stop
-		}
-		c.releaseOut()
-		c.state.Store(stateIdle)
-		if s.base.Closing() {
-			return stop
-		}
 		d := s.idleTimeout()
-		if !first && !fresh && (d <= 0 || d > handoffAfter) {
+		busy := !first && !fresh && (d <= 0 || d > handoffAfter)
+		// A busy plain socket sends and starts waiting in one step below.
+		fused := busy && c.sw != nil && len(c.out) > 0
+		if !fused {
+			if c.flush() != nil {
+				return stop
+			}
+			c.releaseOut()
+		}
+		if !fused {
+			// (Fused, the conn goes idle once the response is out: see
+			// newConn. Shutdown closes it then, on its next round.)
+			c.state.Store(stateIdle)
+			if s.base.Closing() {
+				return stop
+			}
+		}
+		if busy {
 			// A connection that was just busy: read as usual, keeping the
 			// read buffer, for handoffAfter; most keep-alive clients send
 			// their next request within it, and this costs one system
 			// call less than the wait below. Then see loop.
 			c.setReadBy(s.after(handoffAfter))
-			if err := c.fill(); err != nil {
+			var err error
+			if fused {
+				err = c.flushWait()
+			}
+			if err == nil {
+				err = c.fill()
+			}
+			if err != nil {
 				if isTimeout(err) && c.rpos == c.rend {
 					return handOver
 				}
@@ -601,9 +622,10 @@ func (c *conn) handle(tmpl *http.Request) bool {
 		c.lingerClose()
 		return false
 	}
-	if c.rpos == c.rend || len(c.out) >= writeBufSize {
-		// Flush once per pipelined batch: when no further request is
-		// already buffered.
+	if len(c.out) >= writeBufSize {
+		// Pipelined responses go out together, once no further request
+		// is buffered (serveOne sends them, with its wait for the next
+		// request where it can) or once they fill a buffer.
 		if c.flush() != nil {
 			return false
 		}
@@ -837,6 +859,36 @@ func (c *conn) flush() error {
 		c.broken.Store(true)
 	}
 	return err
+}
+
+// flushWait writes the pending output and waits for the client's next
+// request in one step (sockwait.Socket.WriteWait): a keep-alive client
+// sends nothing until it has the response, so the read that would find
+// nothing is skipped. What a client sent before the response went out (a
+// pipelined request that came while the handler ran) does not end this
+// wait; the handoffAfter bound does, and the fresh goroutine's wait then
+// finds it, so such a request is late by at most that bound, never lost.
+func (c *conn) flushWait() error {
+	n, werr, rerr := c.sw.WriteWait(c.out)
+	if werr == nil && rerr == nil && n < len(c.out) {
+		// The socket is full: the rest goes the usual way, with the
+		// write deadline.
+		c.moveWriteDeadline()
+		if _, werr = c.nc.Write(c.out[n:]); werr == nil {
+			c.state.Store(stateIdle)
+		}
+	}
+	c.out = c.out[:0]
+	c.outMark = 0
+	c.releaseOut()
+	switch {
+	case werr != nil:
+		c.broken.Store(true)
+		return werr
+	case rerr != nil && c.spurious(rerr):
+		return nil // fill waits again
+	}
+	return rerr
 }
 
 // BuffersWriter is a connection wrapper that can pass several buffers to

@@ -1,0 +1,140 @@
+//go:build unix
+
+package sockwait
+
+import (
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Socket waits on one connection's descriptor. Make one per connection
+// and use it from one goroutine at a time: it keeps the callbacks' state
+// so that no call allocates.
+type Socket struct {
+	raw syscall.RawConn
+
+	// Wait's and Alive's state.
+	peekFirst bool
+	alive     bool
+	buf       [1]byte
+
+	// WriteWait's state.
+	out     []byte
+	written int
+	werr    error
+	waiting bool
+
+	waitFn, aliveFn, writeFn func(fd uintptr) bool
+
+	// Written, when set, is called once WriteWait's bytes are all out,
+	// before the wait: a server marks the connection idle there, so
+	// that a graceful shutdown, which closes idle connections, cannot
+	// close it before the response went out.
+	Written func()
+}
+
+// New returns a Socket for sc, or nil when sc has no descriptor to wait
+// on.
+func New(sc syscall.Conn) *Socket {
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	s := &Socket{raw: raw}
+	s.waitFn, s.aliveFn, s.writeFn = s.ready, s.check, s.writeThenWait
+	return s
+}
+
+// peek is one non-blocking MSG_PEEK of a byte: EAGAIN means nothing is
+// queued and the peer has not closed.
+func (s *Socket) peek(fd uintptr) syscall.Errno {
+	_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.buf[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return errno
+}
+
+// ready is Wait's RawConn.Read callback. The peek comes first because the
+// poller reports only new arrivals (and RawConn.Read forgets one that came
+// before the call), so bytes already queued would never end the wait.
+func (s *Socket) ready(fd uintptr) bool {
+	if !s.peekFirst {
+		return true
+	}
+	s.peekFirst = false
+	return s.peek(fd) != unix.EAGAIN
+}
+
+// Wait blocks until input is ready (or an error, a hang-up, or the read
+// deadline), without reading it. A nil Socket returns at once.
+func (s *Socket) Wait() error {
+	if s == nil {
+		return nil
+	}
+	s.peekFirst = true
+	return s.raw.Read(s.waitFn)
+}
+
+func (s *Socket) check(fd uintptr) bool {
+	s.alive = s.peek(fd) == unix.EAGAIN
+	return true // never wait: MSG_DONTWAIT makes the raw call safe
+}
+
+// Alive reports whether an idle connection is still of use: not closed by
+// the peer (EOF) and sent nothing unasked (a 408, say). A nil Socket
+// reports true: it cannot tell.
+func (s *Socket) Alive() bool {
+	if s == nil {
+		return true
+	}
+	s.alive = false
+	if err := s.raw.Read(s.aliveFn); err != nil {
+		return false
+	}
+	return s.alive
+}
+
+// writeThenWait is WriteWait's RawConn.Read callback: the first call
+// writes, and asks to wait; the call after the wakeup ends it.
+func (s *Socket) writeThenWait(fd uintptr) bool {
+	if s.waiting {
+		return true
+	}
+	for s.written < len(s.out) {
+		n, err := syscall.Write(int(fd), s.out[s.written:])
+		switch {
+		case err == nil:
+			s.written += n
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			return true // full: the caller writes the rest its own way
+		default:
+			s.werr = os.NewSyscallError("write", err)
+			return true
+		}
+	}
+	s.waiting = true
+	if s.Written != nil {
+		s.Written()
+	}
+	return false
+}
+
+// WriteWait writes p and then blocks until input is ready, as one step;
+// see the package doc for why and for its one caveat. It returns how much
+// of p was written, the write's error, and the wait's error. When the
+// socket would block before p is out, it returns early with n < len(p)
+// and both errors nil: the caller writes the rest as usual. A nil Socket
+// writes nothing and returns (0, nil, nil).
+func (s *Socket) WriteWait(p []byte) (n int, werr, rerr error) {
+	if s == nil {
+		return 0, nil, nil
+	}
+	s.out, s.written, s.werr, s.waiting = p, 0, nil, false
+	rerr = s.raw.Read(s.writeFn)
+	n, werr = s.written, s.werr
+	s.out, s.werr = nil, nil
+	return n, werr, rerr
+}

@@ -665,3 +665,37 @@ var localhostCert, localhostKey = func() ([]byte, []byte) {
 	kd, _ := x509.MarshalPKCS8PrivateKey(key)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
 }()
+
+// A request a client pipelines while the previous one's handler runs
+// comes after the socket was read, so the wait that starts with the
+// response (see flushWait) does not see it; the handoffAfter bound ends
+// that wait and the request is served, late by that bound at most.
+func TestPipelinedDuringHandler(t *testing.T) {
+	t.Parallel()
+	running := make(chan struct{}, 1)
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			running <- struct{}{}
+			time.Sleep(50 * time.Millisecond)
+		}
+		io.WriteString(w, r.URL.Path)
+	})})
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	for round := range 5 {
+		// A plain request first: the connection is busy, not fresh.
+		io.WriteString(c, "GET /warm HTTP/1.1\r\nHost: h\r\n\r\n")
+		readResponses(t, br, "GET", 1)
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+		<-running
+		io.WriteString(c, "GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+		start := time.Now()
+		res := readResponses(t, br, "GET", 2)
+		if bodyOf(res[0]) != "/slow" || bodyOf(res[1]) != "/next" {
+			t.Fatalf("round %d: got %q, %q", round, bodyOf(res[0]), bodyOf(res[1]))
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("round %d: the pipelined request took %s", round, d)
+		}
+	}
+}

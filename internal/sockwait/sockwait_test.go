@@ -1,0 +1,173 @@
+//go:build unix
+
+package sockwait
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// pair returns the two ends of a loopback TCP connection.
+func pair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		done <- c
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-done
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a.(*net.TCPConn), b.(*net.TCPConn)
+}
+
+func TestWriteWaitSeesTheAnswer(t *testing.T) {
+	a, b := pair(t)
+	s := New(a)
+	written := 0
+	s.Written = func() { written++ }
+	go func() {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(b, buf); err == nil {
+			time.Sleep(20 * time.Millisecond) // the waiter is parked by now
+			b.Write([]byte("pong"))
+		}
+	}()
+	for round := 0; round < 3; round++ {
+		n, werr, rerr := s.WriteWait([]byte("ping\n"))
+		if n != 5 || werr != nil || rerr != nil {
+			t.Fatalf("round %d: WriteWait = %d, %v, %v", round, n, werr, rerr)
+		}
+		if round == 0 {
+			buf := make([]byte, 4)
+			a.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := io.ReadFull(a, buf); err != nil || string(buf) != "pong" {
+				t.Fatalf("read after the wait: %q %v", buf, err)
+			}
+			go func() { // answer the next two at once
+				buf := make([]byte, 5)
+				for range 2 {
+					if _, err := io.ReadFull(b, buf); err != nil {
+						return
+					}
+					b.Write([]byte("pong"))
+				}
+			}()
+			continue
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(a, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if written != 3 {
+		t.Errorf("Written called %d times, want 3", written)
+	}
+}
+
+func TestWriteWaitDeadline(t *testing.T) {
+	a, _ := pair(t)
+	s := New(a)
+	a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	n, werr, rerr := s.WriteWait([]byte("hello"))
+	if n != 5 || werr != nil || !errors.Is(rerr, os.ErrDeadlineExceeded) {
+		t.Fatalf("WriteWait = %d, %v, %v; want the deadline", n, werr, rerr)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Errorf("returned after %s, before the deadline", d)
+	}
+}
+
+func TestWriteWaitPeerResets(t *testing.T) {
+	// A peer that closed before the write answers it with a reset, which
+	// ends the wait: this is why a stale backend connection cannot hang.
+	a, b := pair(t)
+	b.SetLinger(0)
+	b.Close()
+	time.Sleep(20 * time.Millisecond)
+	s := New(a)
+	a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	_, werr, rerr := s.WriteWait([]byte("hello"))
+	if werr == nil && rerr != nil {
+		t.Fatalf("the wait failed (%v) instead of ending", rerr)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatal("the wait did not end on the reset")
+	}
+	if werr == nil {
+		_, err := a.Read(make([]byte, 1))
+		if err == nil {
+			t.Fatal("read after a reset succeeded")
+		}
+	}
+}
+
+func TestWriteWaitFullSocket(t *testing.T) {
+	a, _ := pair(t) // the peer never reads
+	a.SetWriteBuffer(16 << 10)
+	s := New(a)
+	big := make([]byte, 64<<20)
+	n, werr, rerr := s.WriteWait(big)
+	if werr != nil || rerr != nil || n <= 0 || n >= len(big) {
+		t.Fatalf("WriteWait = %d, %v, %v; want a partial write and no error", n, werr, rerr)
+	}
+}
+
+func TestWriteWaitClosed(t *testing.T) {
+	a, _ := pair(t)
+	s := New(a)
+	a.Close()
+	n, werr, rerr := s.WriteWait([]byte("x"))
+	if n != 0 || werr != nil || rerr == nil {
+		t.Fatalf("WriteWait on a closed conn = %d, %v, %v", n, werr, rerr)
+	}
+}
+
+func TestWaitAndAlive(t *testing.T) {
+	a, b := pair(t)
+	s := New(a)
+	if !s.Alive() {
+		t.Fatal("an open idle conn is not alive")
+	}
+	b.Write([]byte("x"))
+	// Bytes queued before Wait must end it (the peek).
+	time.Sleep(20 * time.Millisecond)
+	a.SetReadDeadline(time.Now().Add(time.Second))
+	if err := s.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Alive() {
+		t.Fatal("a conn with unasked bytes is alive")
+	}
+	a2, b2 := pair(t)
+	s2 := New(a2)
+	b2.Close()
+	time.Sleep(20 * time.Millisecond)
+	if s2.Alive() {
+		t.Fatal("a conn the peer closed is alive")
+	}
+	var nilSock *Socket
+	if !nilSock.Alive() || nilSock.Wait() != nil {
+		t.Fatal("a nil Socket must be a no-op")
+	}
+	if n, werr, rerr := nilSock.WriteWait([]byte("x")); n != 0 || werr != nil || rerr != nil {
+		t.Fatal("a nil Socket's WriteWait must write nothing")
+	}
+}

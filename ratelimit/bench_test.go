@@ -231,10 +231,10 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 	var perKey float64
 	for b.Loop() {
 		before := heapInUse()
-		m := newMemoryStore(n)
+		m := newMemoryStore(n, nil)
 		l := &Limiter{ipKey: [3]uint64{1, 2, 3}}
 		for _, ip := range ips {
-			m.take(mix(l.hashIP(ip), 1), 1, p)
+			m.take(l.ipBucket(l.hashIP(ip), 1), 1, p)
 		}
 		after := heapInUse() + uint64(m.tableBytes())
 		perKey = float64(after-before) / float64(m.Len())
@@ -298,7 +298,7 @@ func BenchmarkDecision(b *testing.B) {
 			now := t0.UnixNano()
 			var buf [maxChecks]check
 			for _, ip := range clientAddrs(keys, 1) {
-				l.decide(r.Context(), st, st.collect(buf[:0], l, r, st.maskIP(ip), l.hashIP(st.maskIP(ip)), identity{plan: -1}), now, netip.Addr{}, "")
+				l.decide(r.Context(), st, st.collect(buf[:0], l, r, st.maskIP(ip), l.hashIP(st.maskIP(ip)), identity{plan: -1}), now, netip.Addr{}, "", -1, countAll)
 			}
 			ips := clientAddrs(keys, 2)
 			i := 0
@@ -313,8 +313,7 @@ func BenchmarkDecision(b *testing.B) {
 				id, _ := st.identify(r)
 				ip = st.maskIP(ip)
 				cs := st.collect(buf[:0], l, r, ip, l.hashIP(ip), id)
-				ok := l.decide(r.Context(), st, cs, now, ip, id.subject)
-				l.count(cs, id.plan, ok, false)
+				ok := l.decide(r.Context(), st, cs, now, ip, id.subject, id.plan, countAll)
 				if !ok {
 					b.Fatal("refused")
 				}

@@ -141,7 +141,7 @@ func FuzzMaskIP(f *testing.F) {
 		if !ok {
 			return
 		}
-		st := &state{cfg: Config{IPv4Prefix: int(v4%32) + 1, IPv6Prefix: int(v6%128) + 1}}
+		st := maskState(int(v4%32)+1, int(v6%128)+1)
 		m := st.maskIP(a)
 		bits := st.cfg.IPv6Prefix
 		if a.Unmap().Is4() {

@@ -80,9 +80,25 @@ func checkWords() bool {
 	return true
 }
 
+// ipMasks are the configured prefixes as masks of netip.Addr's words.
+type ipMasks struct {
+	v4       uint64 // the low word of an IPv4 address (::ffff:a.b.c.d)
+	hi6, lo6 uint64
+}
+
+func makeIPMasks(v4Prefix, v6Prefix int) ipMasks {
+	m := ipMasks{v4: ^uint64(0)}
+	if v4Prefix < 32 {
+		m.v4 &^= 1<<(32-v4Prefix) - 1
+	}
+	m.hi6, m.lo6 = mask128(^uint64(0), ^uint64(0), v6Prefix)
+	return m
+}
+
 // maskIP groups an address by the configured prefix: IPv4 (and IPv4-mapped
 // IPv6, which it unmaps) by ipv4_prefix, IPv6 by ipv6_prefix, dropping any
-// zone. The invalid address (no client address known) is ::.
+// zone. The invalid address (no client address known) is ::. It is small
+// enough to be inlined: the masks are worked out once, in compile.
 func (st *state) maskIP(a netip.Addr) netip.Addr {
 	if !wordsOK {
 		return st.maskIPPortable(a)
@@ -93,12 +109,11 @@ func (st *state) maskIP(a netip.Addr) netip.Addr {
 		return netip.IPv6Unspecified()
 	case w.z == wordsZ4 || w.hi == 0 && w.lo>>32 == 0xffff:
 		w.z = wordsZ4
-		if bits := st.cfg.IPv4Prefix; bits < 32 {
-			w.lo &^= 1<<(32-bits) - 1
-		}
+		w.lo &= st.masks.v4
 	default:
 		w.z = wordsZ6
-		w.hi, w.lo = mask128(w.hi, w.lo, st.cfg.IPv6Prefix)
+		w.hi &= st.masks.hi6
+		w.lo &= st.masks.lo6
 	}
 	return a
 }
@@ -137,9 +152,11 @@ func (st *state) maskIPPortable(a netip.Addr) netip.Addr {
 }
 
 // hashIP is the keyed hash of a masked client address that its buckets'
-// hashes derive from: wyhash's function for 16 bytes (what maphash runs on
-// CPUs without AES) on the address as two words. With a secret key an
-// attacker cannot aim addresses at one probe run.
+// hashes derive from (ipBucket): wyhash's mixing step (a 64x64->128-bit
+// multiply, halves xored) on the address as two words, each xored with a
+// secret. With secret keys an attacker cannot aim addresses at one probe
+// run. It is one multiply, and ipBucket one more: the bucket's line is
+// known, and its prefetch issued, two multiplies after the address.
 func (l *Limiter) hashIP(ip netip.Addr) uint64 {
 	var hi, lo uint64
 	if wordsOK {
@@ -148,5 +165,11 @@ func (l *Limiter) hashIP(ip netip.Addr) uint64 {
 	} else {
 		hi, lo = portableWords(ip)
 	}
-	return wymix(l.ipKey[2]^16, wymix(hi^l.ipKey[0], lo^l.ipKey[1]))
+	return wymix(hi^l.ipKey[0], lo^l.ipKey[1])
+}
+
+// ipBucket is the hash of policy pid's bucket for the address whose hashIP
+// is ipHash: the same client in two policies lands in unrelated buckets.
+func (l *Limiter) ipBucket(ipHash, pid uint64) uint64 {
+	return wymix(ipHash^pid, l.ipKey[2])
 }

@@ -14,6 +14,11 @@ func TestWordsMirror(t *testing.T) {
 	}
 }
 
+// maskState is a state with the prefixes v4 and v6, as compile makes it.
+func maskState(v4, v6 int) *state {
+	return &state{cfg: Config{IPv4Prefix: v4, IPv6Prefix: v6}, masks: makeIPMasks(v4, v6)}
+}
+
 // fastAndPortable masks and hashes a with both code paths.
 func fastAndPortable(t *testing.T, st *state, l *Limiter, a netip.Addr) {
 	t.Helper()
@@ -22,7 +27,7 @@ func fastAndPortable(t *testing.T, st *state, l *Limiter, a netip.Addr) {
 		t.Fatalf("maskIP(%v) /%d /%d: fast %v, portable %v", a, st.cfg.IPv4Prefix, st.cfg.IPv6Prefix, fast, slow)
 	}
 	hi, lo := portableWords(slow)
-	want := wymix(l.ipKey[2]^16, wymix(hi^l.ipKey[0], lo^l.ipKey[1]))
+	want := wymix(hi^l.ipKey[0], lo^l.ipKey[1])
 	if got := l.hashIP(fast); got != want {
 		t.Fatalf("hashIP(%v): %x, portable %x", fast, got, want)
 	}
@@ -47,14 +52,14 @@ func TestMaskIP(t *testing.T) {
 		{32, 128, "fe80::1%eth0", "fe80::1"},
 		{32, 0, "2001:db8::1", "::"},
 	} {
-		st := &state{cfg: Config{IPv4Prefix: tc.v4, IPv6Prefix: tc.v6}}
+		st := maskState(tc.v4, tc.v6)
 		a := netip.MustParseAddr(tc.in)
 		if got := st.maskIP(a); got != netip.MustParseAddr(tc.want) {
 			t.Errorf("maskIP(%s) with /%d /%d = %v, want %s", tc.in, tc.v4, tc.v6, got, tc.want)
 		}
 		fastAndPortable(t, st, l, a)
 	}
-	st := &state{cfg: Config{IPv4Prefix: 32, IPv6Prefix: 64}}
+	st := maskState(32, 64)
 	if got := st.maskIP(netip.Addr{}); got != netip.IPv6Unspecified() {
 		t.Errorf("maskIP(invalid) = %v, want ::", got)
 	}
@@ -76,7 +81,7 @@ func FuzzIPKey(f *testing.F) {
 		if a.Is6() && zone != "" {
 			a = a.WithZone(zone)
 		}
-		st := &state{cfg: Config{IPv4Prefix: int(v4 % 33), IPv6Prefix: int(v6 % 129)}}
+		st := maskState(int(v4%33), int(v6%129))
 		fastAndPortable(t, st, l, a)
 	})
 }

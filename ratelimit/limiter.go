@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -52,6 +53,9 @@ type Limiter struct {
 	ipKey   [3]uint64 // hashIP's secret
 	metrics *metrics
 	conc    *concurrency
+	// locks guard the shards of every memory store this Limiter creates,
+	// and the decision counters' cells that takeTAT counts in.
+	locks *shardLocks
 
 	state atomic.Pointer[state]
 
@@ -66,6 +70,7 @@ type Limiter struct {
 // to the end, so a reload never mixes two configurations in one decision.
 type state struct {
 	cfg     Config
+	masks   ipMasks  // cfg's ipv4_prefix and ipv6_prefix, for maskIP
 	keyHdr  string   // identify.header in canonical form
 	plans   []string // plan names, indexed by keyEntry.plan
 	planIdx map[string]int
@@ -127,11 +132,12 @@ func (r *rule) matches(req *http.Request) bool {
 // called again here, so a caller that skipped them still gets errors).
 func New(cfg Config, opts Options) (*Limiter, error) {
 	l := &Limiter{
-		log:  opts.Logger,
-		now:  opts.Clock,
-		base: time.Now(),
-		seed: maphash.MakeSeed(),
-		conc: newConcurrency(),
+		log:   opts.Logger,
+		now:   opts.Clock,
+		base:  time.Now(),
+		seed:  maphash.MakeSeed(),
+		conc:  newConcurrency(),
+		locks: new(shardLocks),
 	}
 	for i := range l.ipKey {
 		l.ipKey[i] = rand.Uint64() // the runtime's ChaCha8: unpredictable
@@ -215,7 +221,8 @@ func (l *Limiter) compile(cfg Config, old *state) (*state, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	st := &state{cfg: cfg, planIdx: map[string]int{}, keyHdr: textproto.CanonicalMIMEHeaderKey(cfg.Identify.Header)}
+	st := &state{cfg: cfg, planIdx: map[string]int{}, keyHdr: textproto.CanonicalMIMEHeaderKey(cfg.Identify.Header),
+		masks: makeIPMasks(cfg.IPv4Prefix, cfg.IPv6Prefix)}
 	for name := range cfg.Plans {
 		st.plans = append(st.plans, name)
 	}
@@ -285,7 +292,7 @@ func (l *Limiter) compile(cfg Config, old *state) (*state, error) {
 		st.mem, st.redis = old.mem, old.redis
 		return st, nil
 	}
-	st.mem = newMemoryStore(cfg.MaxKeys)
+	st.mem = newMemoryStore(cfg.MaxKeys, l.locks)
 	if cfg.Store != "memory" {
 		if st.redis, err = newRedisStore(cfg, l.log, l.metrics); err != nil {
 			return nil, fmt.Errorf("ratelimit: store: %w", err)
@@ -449,7 +456,7 @@ func (p *policy) add(cs []check, l *Limiter, byIP bool, ip netip.Addr, ipHash ui
 	c := &cs[n]
 	c.pol, c.params = p, lp
 	if byIP || id.plan < 0 {
-		c.hash = mix(ipHash, p.id)
+		c.hash = l.ipBucket(ipHash, p.id)
 	} else {
 		c.bySub = true
 		c.hash = mix(maphash.String(l.seed, id.subject), p.id^0x5bd1e995)
@@ -462,8 +469,9 @@ func wymix(a, b uint64) uint64 {
 	return hi ^ lo
 }
 
-// mix combines a key hash with a policy id (the finaliser of SplitMix64),
-// so the same client in two policies lands in unrelated buckets.
+// mix combines a subject's hash with a policy id (the finaliser of
+// SplitMix64), so the same subject in two policies lands in unrelated
+// buckets.
 func mix(h, id uint64) uint64 {
 	x := h ^ id
 	x ^= x >> 30
@@ -496,10 +504,59 @@ func (l *Limiter) clock() int64 {
 // without one (stripped by UTC, In or Round), no Start (a handler outside
 // the front), or a fake clock reads the clock instead.
 func (l *Limiter) requestClock(info *reqinfo.Info) int64 {
-	if l.fake || info == nil || info.Start == info.Start.Round(0) {
+	if l.fake || info == nil {
+		return l.clock()
+	}
+	if timeWordsOK {
+		// Start.Sub(base) on the monotonic readings alone, without the
+		// Round(0) copy that tells whether Start has one.
+		s, b := (*timeWords)(unsafe.Pointer(&info.Start)), (*timeWords)(unsafe.Pointer(&l.base))
+		if s.wall&b.wall&hasMonotonic == 0 {
+			return l.clock()
+		}
+		return l.baseNs + (s.ext - b.ext)
+	}
+	if info.Start == info.Start.Round(0) {
 		return l.clock()
 	}
 	return l.baseNs + int64(info.Start.Sub(l.base))
+}
+
+// timeWords mirrors time.Time's layout: wall, whose top bit says whether
+// ext holds a monotonic reading (nanoseconds on the runtime's monotonic
+// clock), ext, and the location. requestClock reads the monotonic
+// reading through it; checkTimeWords verifies the mirror at start-up
+// against time's API, and if a Go release changes the layout,
+// timeWordsOK is false and requestClock uses the API.
+type timeWords struct {
+	wall uint64
+	ext  int64
+	loc  unsafe.Pointer
+}
+
+const hasMonotonic = 1 << 63
+
+var timeWordsOK = checkTimeWords()
+
+func checkTimeWords() bool {
+	if unsafe.Sizeof(time.Time{}) != unsafe.Sizeof(timeWords{}) {
+		return false
+	}
+	words := func(t time.Time) timeWords { return *(*timeWords)(unsafe.Pointer(&t)) }
+	a := time.Now()
+	for _, d := range []time.Duration{0, 1, 1234567891, 90 * 24 * time.Hour, -time.Hour} {
+		b := a.Add(d)
+		wa, wb := words(a), words(b)
+		if wa.wall&wb.wall&hasMonotonic == 0 || time.Duration(wb.ext-wa.ext) != b.Sub(a) || b.Sub(a) != d {
+			return false
+		}
+	}
+	for _, t := range []time.Time{a.Round(0), a.UTC(), time.Unix(1, 0), {}} {
+		if words(t).wall&hasMonotonic != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // prefetch starts loading the memory buckets of cs, so that their cache
@@ -517,41 +574,87 @@ func (st *state) prefetch(cs []check) {
 	}
 }
 
+// counting is how decide counts its decisions in the metrics.
+type counting uint8
+
+const (
+	countAll      counting = iota // every bucket decision (count)
+	countDryRun                   // the same, refusals as dry-run ones
+	countRefusals                 // refusals only: the IP token a bad key costs
+)
+
 // decide takes a token from every check, all or none, at now (from
-// clock). ip (masked) and sub are the request's client address and
-// subject, which name its buckets in Redis. It returns false when the
-// request must be refused (with the checks' results filled in).
-func (l *Limiter) decide(ctx context.Context, st *state, cs []check, now int64, ip netip.Addr, sub string) bool {
+// clock), and counts the decisions under plan (-1: keyless) as how says.
+// ip (masked) and sub are the request's client address and subject, which
+// name its buckets in Redis. It returns false when the request must be
+// refused (with the checks' results filled in).
+func (l *Limiter) decide(ctx context.Context, st *state, cs []check, now int64, ip netip.Addr, sub string, plan int, how counting) bool {
 	if len(cs) == 0 {
 		return true
 	}
+	var ok bool
 	if st.redis != nil {
 		switch st.redis.take(ctx, cs, now, ip, sub) {
 		case redisOK:
-			return allAllowed(cs)
+			ok = allAllowed(cs)
 		case redisAllow:
 			for i := range cs {
 				cs[i].res = Result{Allowed: true, Remaining: cs[i].params.burst - 1}
 			}
-			return true
+			ok = true
 		case redisRefuse:
 			for i := range cs {
 				cs[i].res = Result{RetryAfter: time.Second}
 			}
-			return false
+		case redisLocal:
+			return l.decideMemory(st.mem, cs, now, plan, how)
 		}
-		// redisLocal: fall through to the memory buckets.
+		l.tally(cs, plan, ok, how)
+		return ok
 	}
-	return takeMemory(st.mem, cs, now)
+	return l.decideMemory(st.mem, cs, now, plan, how)
+}
+
+// decideMemory is decide on the memory store. A request counted in one
+// bucket has its decision counted while takeTAT holds the shard's lock;
+// with several, which bucket's decision counts is known only at the end.
+func (l *Limiter) decideMemory(m *memoryStore, cs []check, now int64, plan int, how counting) bool {
+	if len(cs) == 1 {
+		c := &cs[0]
+		var allowed, refused *stripedCounter
+		if ctr := c.pol.counters; len(ctr) > plan+1 {
+			if how != countRefusals {
+				allowed = ctr[plan+1][resAllowed]
+			}
+			refused = ctr[plan+1][resLimited]
+			if how == countDryRun {
+				refused = ctr[plan+1][resDryRun]
+			}
+		}
+		tat, ok := m.takeTAT(c.hash, now, c.params, allowed, refused)
+		c.res, c.lazy, c.tat, c.now = Result{Allowed: ok}, true, tat, now
+		return ok
+	}
+	ok := takeMemory(m, cs, now)
+	l.tally(cs, plan, ok, how)
+	return ok
+}
+
+// tally is count as decide's how says.
+func (l *Limiter) tally(cs []check, plan int, ok bool, how counting) {
+	if how != countRefusals || !ok {
+		l.count(cs, plan, ok, how == countDryRun)
+	}
 }
 
 // takeMemory is the memory store's all-or-none decision: tokens taken from
 // earlier buckets are given back when a later one refuses, so a request
-// refused by a burst limit does not eat into a daily quota.
+// refused by a burst limit does not eat into a daily quota. It counts
+// nothing.
 func takeMemory(m *memoryStore, cs []check, now int64) bool {
 	for i := range cs {
 		c := &cs[i]
-		tat, ok := m.takeTAT(c.hash, now, c.params)
+		tat, ok := m.takeTAT(c.hash, now, c.params, nil, nil)
 		c.res, c.lazy, c.tat, c.now = Result{Allowed: ok}, true, tat, now
 		if !ok {
 			for j := range i {

@@ -531,19 +531,30 @@ func TestConcurrentUseAndReload(t *testing.T) {
 }
 
 // A request is decided at the front's arrival time when it carries a
-// monotonic reading, and at a clock read otherwise.
+// monotonic reading, and at a clock read otherwise: through the mirror of
+// time.Time's layout and through time's API alike.
 func TestRequestClock(t *testing.T) {
-	l := &Limiter{base: time.Now()}
-	l.baseNs = l.base.UnixNano()
-	start := l.base.Add(3 * time.Second) // keeps base's monotonic reading
-	if got := l.requestClock(&reqinfo.Info{Start: start}); got != l.baseNs+int64(3*time.Second) {
-		t.Fatalf("with Start: %d, want %d", got, l.baseNs+int64(3*time.Second))
+	if !timeWordsOK {
+		t.Error("time.Time layout changed: requestClock runs the portable code")
 	}
-	before := l.clock()
-	for _, info := range []*reqinfo.Info{nil, {}, {Start: time.Unix(1, 0)}, {Start: start.Add(time.Hour).Round(0)}} {
-		got := l.requestClock(info)
-		if got < before || got > l.clock() {
-			t.Fatalf("without a monotonic Start (%v): %d, want a clock read after %d", info, got, before)
+	defer func(ok bool) { timeWordsOK = ok }(timeWordsOK)
+	for _, mirror := range []bool{true, false} {
+		timeWordsOK = mirror
+		l := &Limiter{base: time.Now()}
+		l.baseNs = l.base.UnixNano()
+		for _, d := range []time.Duration{3 * time.Second, -time.Minute, 0} {
+			start := l.base.Add(d) // keeps base's monotonic reading
+			if got := l.requestClock(&reqinfo.Info{Start: start}); got != l.baseNs+int64(d) {
+				t.Fatalf("mirror %v, with Start %v: %d, want %d", mirror, d, got, l.baseNs+int64(d))
+			}
+		}
+		start := l.base.Add(3 * time.Second)
+		before := l.clock()
+		for _, info := range []*reqinfo.Info{nil, {}, {Start: time.Unix(1, 0)}, {Start: start.Add(time.Hour).Round(0)}, {Start: start.UTC()}} {
+			got := l.requestClock(info)
+			if got < before || got > l.clock() {
+				t.Fatalf("mirror %v, without a monotonic Start (%v): %d, want a clock read after %d", mirror, info, got, before)
+			}
 		}
 	}
 }

@@ -7,7 +7,7 @@ func homeLineShare(m *memoryStore) float64 {
 	in, all := 0, 0
 	for i := range m.shards {
 		s := &m.shards[i]
-		s.mu.Lock()
+		m.locks[i].Lock()
 		mask := len(s.slots) - 1
 		for j, sl := range s.slots {
 			if sl.key == 0 {
@@ -18,7 +18,7 @@ func homeLineShare(m *memoryStore) float64 {
 				in++
 			}
 		}
-		s.mu.Unlock()
+		m.locks[i].Unlock()
 	}
 	if all == 0 {
 		return 1

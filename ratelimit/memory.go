@@ -38,8 +38,20 @@ import (
 // background goroutine.
 type memoryStore struct {
 	shards  [numShards]shard
+	locks   *shardLocks // locks[i] guards shards[i]
 	evicted atomic.Uint64
 	off     *offHeap // the shards' mapped tables (see tables.go)
+}
+
+// shardLocks are the shards' mutexes, each on its own cache line. They
+// belong to the Limiter, not to a store: every store a Limiter creates
+// (a reload may replace it while requests still run on the old one) has
+// its shard i guarded by the same lock i, and so do the cells i of the
+// decision counters (stripedCounter), which takeTAT increments under that
+// lock with a plain add instead of a locked one.
+type shardLocks [numShards]struct {
+	sync.Mutex
+	_ [64 - unsafe.Sizeof(sync.Mutex{})]byte
 }
 
 const (
@@ -60,10 +72,9 @@ type slot struct {
 	tat int64
 }
 
-// A shard is 64 bytes, one cache line, so that neighbouring shards' locks
-// do not share one.
+// A shard is 64 bytes, one cache line, so that an insert in one does not
+// write to a line its neighbours' lookups read.
 type shard struct {
-	mu    sync.Mutex
 	slots []slot // len is a power of two
 	n     int    // buckets held
 	max   int
@@ -74,10 +85,16 @@ type shard struct {
 	// pointer, so that a stale one (grow replaces it) keeps nothing alive
 	// and costs a useless prefetch, nothing more.
 	view atomic.Uint64
+	_    [8]byte
 }
 
-func newMemoryStore(maxKeys int) *memoryStore {
-	m := &memoryStore{off: &offHeap{}}
+// newMemoryStore returns a store for maxKeys buckets whose shards the
+// given locks guard (nil: locks of its own).
+func newMemoryStore(maxKeys int, locks *shardLocks) *memoryStore {
+	if locks == nil {
+		locks = new(shardLocks)
+	}
+	m := &memoryStore{off: &offHeap{}, locks: locks}
 	per := max(maxKeys/numShards, 16)
 	for i := range m.shards {
 		m.shards[i].max = per
@@ -94,10 +111,9 @@ func (m *memoryStore) tableBytes() int { return m.off.mappedBytes() }
 func (m *memoryStore) Len() int {
 	n := 0
 	for i := range m.shards {
-		s := &m.shards[i]
-		s.mu.Lock()
-		n += s.n
-		s.mu.Unlock()
+		m.locks[i].Lock()
+		n += m.shards[i].n
+		m.locks[i].Unlock()
 	}
 	return n
 }
@@ -151,16 +167,21 @@ func (s *shard) find(key uint64) int {
 
 // take decides for one bucket at now.
 func (m *memoryStore) take(h uint64, now int64, p policyParams) Result {
-	tat, ok := m.takeTAT(h, now, p)
+	tat, ok := m.takeTAT(h, now, p, nil, nil)
 	return gcraResult(ok, tat, now, p)
 }
 
 // takeTAT is take's decision, and the bucket's TAT after it, from which
-// gcraResult works out the rest when it is needed.
-func (m *memoryStore) takeTAT(h uint64, now int64, p policyParams) (newTat int64, ok bool) {
-	s := &m.shards[h>>shardShift]
+// gcraResult works out the rest when it is needed. It counts the decision
+// in allowed or refused (nil: not counted) while it holds the shard's
+// lock, which guards the counters' cells for this shard too: a plain
+// increment of a line the lock has just brought in, where counting after
+// the unlock costs a locked add (as much as the unlock itself).
+func (m *memoryStore) takeTAT(h uint64, now int64, p policyParams, allowed, refused *stripedCounter) (newTat int64, ok bool) {
+	sh := h >> shardShift
+	s, mu := &m.shards[sh], &m.locks[sh]
 	key := slotKey(h)
-	s.mu.Lock()
+	mu.Lock()
 	i := s.find(key)
 	var tat int64
 	if i >= 0 {
@@ -176,19 +197,26 @@ func (m *memoryStore) takeTAT(h uint64, now int64, p policyParams) (newTat int64
 			m.evicted.Add(1)
 		}
 	}
-	s.mu.Unlock()
+	c := refused
+	if ok {
+		c = allowed
+	}
+	if c != nil {
+		c.cells[sh].locked++
+	}
+	mu.Unlock()
 	return newTat, ok
 }
 
 // refund gives back a token that take granted (a later bucket of the same
 // request refused).
 func (m *memoryStore) refund(h uint64, p policyParams) {
-	s := &m.shards[h>>shardShift]
-	s.mu.Lock()
+	s, mu := &m.shards[h>>shardShift], &m.locks[h>>shardShift]
+	mu.Lock()
 	if i := s.find(slotKey(h)); i >= 0 {
 		s.slots[i].tat -= p.interval
 	}
-	s.mu.Unlock()
+	mu.Unlock()
 }
 
 // insert adds a bucket for a key that is not in the shard, evicting one

@@ -13,7 +13,7 @@ import (
 // idle buckets and moves slots around as it deletes.
 func TestMemoryStoreMatchesModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	m := newMemoryStore(1 << 20)
+	m := newMemoryStore(1<<20, nil)
 	model := map[uint64]int64{}
 	p := policyParams{interval: int64(10 * time.Millisecond), burst: 3}
 	// Few shards' worth of keys that collide in their low bits, so probe
@@ -60,7 +60,7 @@ func TestMemoryStoreMatchesModel(t *testing.T) {
 // than its cap, and a client that keeps coming back keeps its bucket.
 func TestMemoryStoreCapAndClock(t *testing.T) {
 	const maxKeys = 64 * 100
-	m := newMemoryStore(maxKeys)
+	m := newMemoryStore(maxKeys, nil)
 	p := policyParams{interval: int64(time.Hour), burst: 5}
 	rng := rand.New(rand.NewPCG(5, 6))
 	regular := rng.Uint64()
@@ -90,7 +90,7 @@ func TestMemoryStoreCapAndClock(t *testing.T) {
 // at 2 MiB; every bucket survives the moves, and the mapped bytes are
 // counted.
 func TestMemoryStoreMappedTable(t *testing.T) {
-	m := newMemoryStore(numShards * 200_000)
+	m := newMemoryStore(numShards*200_000, nil)
 	p := policyParams{interval: int64(time.Second), burst: 1 << 20}
 	rng := rand.New(rand.NewPCG(7, 8))
 	// Shard 0 only: the top bits are zero.

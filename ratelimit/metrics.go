@@ -29,6 +29,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, l *Limiter) *metrics {
 	m := &metrics{
 		decisions: &decisionCounters{
+			locks: l.locks,
 			desc: prometheus.NewDesc("gatehouse_ratelimit_decisions_total",
 				"Bucket decisions by policy (ip, plan or a rule's name), plan (none for keyless requests) and result.",
 				[]string{"policy", "plan", "result"}, nil),
@@ -87,16 +88,24 @@ func (m *metrics) bind(p *policy, plans []string) {
 }
 
 // A stripedCounter is one counter kept as a cell per store shard, each on
-// its own cache line; a decision adds to the cell of its bucket's shard
-// (the shard whose lock it has just held). One prometheus.Counter would
-// be one cache line that every core writes for every request, moving
-// between the cores' caches (a miss each time) once requests run on
-// several; the stripes follow the shards instead, so two cores contend
-// on a counter only when they contend on a shard. Reading sums the cells.
+// its own cache line; a decision adds to the cell of its bucket's shard.
+// One prometheus.Counter would be one cache line that every core writes
+// for every request, moving between the cores' caches (a miss each time)
+// once requests run on several; the stripes follow the shards instead, so
+// two cores contend on a counter only when they contend on a shard.
+//
+// A cell has two counts. The decision of a request counted in one memory
+// bucket (most requests) is counted in locked by takeTAT, under the
+// shard's lock it holds anyway (locks[i] guards cells[i].locked): a plain
+// add. Any other decision (several buckets, whose outcome is known only
+// after the last; Redis) is counted in n with an atomic add, after the
+// fact. Reading sums both, taking each shard's lock in turn.
 type stripedCounter struct {
+	locks *shardLocks
 	cells [numShards]struct {
-		n atomic.Uint64
-		_ [56]byte
+		n      atomic.Uint64
+		locked uint64
+		_      [48]byte
 	}
 }
 
@@ -107,6 +116,9 @@ func (c *stripedCounter) value() uint64 {
 	var n uint64
 	for i := range c.cells {
 		n += c.cells[i].n.Load()
+		c.locks[i].Lock()
+		n += c.cells[i].locked
+		c.locks[i].Unlock()
 	}
 	return n
 }
@@ -115,6 +127,7 @@ func (c *stripedCounter) value() uint64 {
 // over striped counters, one per label set, created on first use and kept
 // for the limiter's life.
 type decisionCounters struct {
+	locks    *shardLocks // the Limiter's, which its stores' shards use
 	desc     *prometheus.Desc
 	mu       sync.Mutex
 	byLabels map[[3]string]*stripedCounter
@@ -126,7 +139,7 @@ func (d *decisionCounters) get(policy, plan, result string) *stripedCounter {
 	k := [3]string{policy, plan, result}
 	c := d.byLabels[k]
 	if c == nil {
-		c = new(stripedCounter)
+		c = &stripedCounter{locks: d.locks}
 		d.byLabels[k] = c
 	}
 	return c

@@ -43,7 +43,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	// Most requests are counted in their IP bucket: start loading it
 	// before anything else (see prefetch).
 	if st.ip != nil && st.redis == nil {
-		st.mem.prefetch(mix(ipHash, st.ip.id))
+		st.mem.prefetch(l.ipBucket(ipHash, st.ip.id))
 	}
 
 	id, err := st.identify(r)
@@ -56,8 +56,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		if st.ip != nil && !st.cfg.DryRun {
 			var buf [1]check
 			cs := st.ip.add(buf[:0], l, true, ip, ipHash, identity{plan: -1})
-			if !l.decide(r.Context(), st, cs, l.requestClock(info), ip, "") {
-				l.count(cs, -1, false, false)
+			if !l.decide(r.Context(), st, cs, l.requestClock(info), ip, "", -1, countRefusals) {
 				if info != nil {
 					info.Reason = "rate_limited"
 				}
@@ -107,8 +106,11 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		}
 	}
 
-	ok := l.decide(r.Context(), st, cs, l.requestClock(info), ip, id.subject)
-	l.count(cs, id.plan, ok, st.cfg.DryRun)
+	how := countAll
+	if st.cfg.DryRun {
+		how = countDryRun
+	}
+	ok := l.decide(r.Context(), st, cs, l.requestClock(info), ip, id.subject, id.plan, how)
 	if !ok && st.cfg.DryRun {
 		l.logDryRun(r, info, limitingPolicy(cs), planName(st, id.plan))
 		ok = true
@@ -315,5 +317,5 @@ func (l *Limiter) Prefetch(ip netip.Addr) {
 	if st.ip == nil || st.redis != nil {
 		return
 	}
-	st.mem.prefetch(mix(l.hashIP(st.maskIP(ip)), st.ip.id))
+	st.mem.prefetch(l.ipBucket(l.hashIP(st.maskIP(ip)), st.ip.id))
 }

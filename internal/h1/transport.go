@@ -153,9 +153,16 @@ func (c *conn) Read(p []byte) (int, error) {
 		if len(p) > c.limit {
 			p = p[:c.limit]
 		}
-		n, err := c.nc.Read(p)
+		n, err := c.read(p)
 		c.limit -= n
 		return n, err
+	}
+	return c.read(p)
+}
+
+func (c *conn) read(p []byte) (int, error) {
+	if c.sock != nil {
+		return c.sock.Read(p)
 	}
 	return c.nc.Read(p)
 }

@@ -819,7 +819,13 @@ func (c *conn) fill() error {
 // byte arrives (a zero-byte read without an error is retried).
 func (c *conn) readMore() error {
 	for {
-		n, err := c.nc.Read(c.rbuf[c.rend:])
+		var n int
+		var err error
+		if c.sw != nil {
+			n, err = c.sw.Read(c.rbuf[c.rend:])
+		} else {
+			n, err = c.nc.Read(c.rbuf[c.rend:])
+		}
 		c.rend += n
 		if n > 0 {
 			return nil

@@ -2,7 +2,10 @@
 
 package sockwait
 
-import "syscall"
+import (
+	"io"
+	"syscall"
+)
 
 // Socket cannot wait for readiness here: New returns nil, and a nil
 // Socket's methods return at once, so callers fall back to plain reads.
@@ -19,3 +22,6 @@ func (s *Socket) Alive() bool { return true }
 
 // WriteWait writes nothing: the caller writes p and reads as usual.
 func (s *Socket) WriteWait(p []byte) (n int, werr, rerr error) { return 0, nil, nil }
+
+// Read is never called: New returns nil here.
+func (s *Socket) Read(p []byte) (int, error) { return 0, io.EOF }

@@ -3,6 +3,7 @@
 package sockwait
 
 import (
+	"io"
 	"os"
 	"syscall"
 	"unsafe"
@@ -27,7 +28,12 @@ type Socket struct {
 	werr    error
 	waiting bool
 
-	waitFn, aliveFn, writeFn func(fd uintptr) bool
+	// Read's state.
+	in   []byte
+	nin  int
+	rerr error
+
+	waitFn, aliveFn, writeFn, readFn func(fd uintptr) bool
 
 	// Written, when set, is called once WriteWait's bytes are all out,
 	// before the wait: a server marks the connection idle there, so
@@ -44,7 +50,7 @@ func New(sc syscall.Conn) *Socket {
 		return nil
 	}
 	s := &Socket{raw: raw}
-	s.waitFn, s.aliveFn, s.writeFn = s.ready, s.check, s.writeThenWait
+	s.waitFn, s.aliveFn, s.writeFn, s.readFn = s.ready, s.check, s.writeThenWait, s.readRaw
 	return s
 }
 
@@ -103,15 +109,19 @@ func (s *Socket) writeThenWait(fd uintptr) bool {
 		return true
 	}
 	for s.written < len(s.out) {
-		n, err := syscall.Write(int(fd), s.out[s.written:])
-		switch {
-		case err == nil:
-			s.written += n
-		case err == syscall.EINTR:
-		case err == syscall.EAGAIN:
+		p := s.out[s.written:]
+		if len(p) > rawMax {
+			p = p[:rawMax]
+		}
+		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch errno {
+		case 0:
+			s.written += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
 			return true // full: the caller writes the rest its own way
 		default:
-			s.werr = os.NewSyscallError("write", err)
+			s.werr = os.NewSyscallError("write", errno)
 			return true
 		}
 	}
@@ -137,4 +147,54 @@ func (s *Socket) WriteWait(p []byte) (n int, werr, rerr error) {
 	n, werr = s.written, s.werr
 	s.out, s.werr = nil, nil
 	return n, werr, rerr
+}
+
+// rawMax bounds one raw read or write. A raw system call keeps its P (no
+// entersyscall): cheaper, and the scheduler's monitor never hands the P
+// to another thread because a call looked blocked, which on a busy
+// server costs a thread wakeup. That is right only for calls that cannot
+// block and end soon: a non-blocking socket, and at most this many bytes
+// copied.
+const rawMax = 256 << 10
+
+func (s *Socket) readRaw(fd uintptr) bool {
+	p := s.in
+	if len(p) > rawMax {
+		p = p[:rawMax]
+	}
+	for {
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch errno {
+		case 0:
+			s.nin = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait for input
+		default:
+			s.rerr = os.NewSyscallError("read", errno)
+			return true
+		}
+	}
+}
+
+// Read reads like the conn's own Read (waiting for input, honouring the
+// read deadline, io.EOF when the peer closed), with a raw system call:
+// see rawMax. A nil Socket cannot read; callers read the conn instead.
+func (s *Socket) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	s.in, s.nin, s.rerr = p, 0, nil
+	err := s.raw.Read(s.readFn)
+	n := s.nin
+	if err == nil {
+		err = s.rerr
+	}
+	s.in, s.rerr = nil, nil
+	if n == 0 && err == nil {
+		err = io.EOF
+	}
+	return n, err
 }

@@ -24,7 +24,8 @@ type entry struct {
 	ino  uint64
 
 	hdr   headerSet // identity response
-	data  []byte    // nil for files sent from disk
+	data  []byte    // up to CacheConfig.MaxFile, or
+	file  *openFile // a larger file, sent with sendfile
 	ctype string
 
 	compressible bool
@@ -46,10 +47,13 @@ type variantSlot struct {
 
 // variant is an encoded representation.
 type variant struct {
-	hdr     headerSet
-	data    []byte // in memory, or
-	sibling string // a precompressed file to send from disk
-	size    int64
+	hdr  headerSet
+	data []byte    // in memory, or
+	file *openFile // a precompressed sibling to send from disk
+	size int64
+	// sib is the precompressed sibling it came from (zero name when made
+	// here), checked with the file itself for changes.
+	sib fileID
 }
 
 // headerSet holds header values built once per representation, assigned by
@@ -68,6 +72,7 @@ type headerSet struct {
 
 // cache is a size- and count-bounded LRU of entries shared by all mounts.
 type cache struct {
+	files      *filePool // retires the open files of entries that leave
 	mu         sync.Mutex
 	m          map[cacheKey]*entry
 	lru        list.List
@@ -77,8 +82,8 @@ type cache struct {
 	onEvict    func()
 }
 
-func newCache(maxBytes int64, maxEntries int) *cache {
-	return &cache{m: map[cacheKey]*entry{}, maxBytes: maxBytes, maxEntries: maxEntries}
+func newCache(maxBytes int64, maxEntries int, files *filePool) *cache {
+	return &cache{m: map[cacheKey]*entry{}, maxBytes: maxBytes, maxEntries: maxEntries, files: files}
 }
 
 func (c *cache) get(k cacheKey) *entry {
@@ -106,12 +111,17 @@ func (c *cache) put(e *entry) {
 	c.evictLocked()
 }
 
-// grow charges n more bytes to e (a variant was computed).
-func (c *cache) grow(e *entry, n int64) {
+// grow charges n more bytes to e (a variant was settled), and of, the
+// variant's open file if any, is now e's to retire.
+func (c *cache) grow(e *entry, n int64, of *openFile) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m[e.key] != e {
-		return // already evicted or replaced: its memory goes with it
+		// Already evicted or replaced: its memory goes with it, and so do
+		// the descriptors (removeLocked may have run before the variant
+		// was settled, and so not seen of).
+		c.files.retire(of)
+		return
 	}
 	e.cost += n
 	c.bytes += n
@@ -141,6 +151,13 @@ func (c *cache) removeLocked(e *entry) {
 	c.lru.Remove(e.elem)
 	delete(c.m, e.key)
 	c.bytes -= e.cost
+	// Its idle descriptors close now; those in use, after their responses.
+	c.files.retire(e.file)
+	for i := range e.variants {
+		if s := &e.variants[i]; s.done.Load() && s.v != nil {
+			c.files.retire(s.v.file)
+		}
+	}
 }
 
 func (c *cache) evictLocked() {

@@ -31,8 +31,19 @@
 //
 // An open-file cache (bounded in bytes and entries, LRU) keeps each file's
 // metadata, its prepared headers and, for files up to Options.Cache.MaxFile,
-// its bytes; a cached file is stat'ed again after Options.Cache.Recheck to notice
-// changes. Larger files are sent with sendfile.
+// its bytes; a cached file (and each precompressed sibling it serves) is
+// stat'ed again after Options.Cache.Recheck to notice changes.
+//
+// Larger files, and larger siblings, are sent with sendfile from open
+// descriptors kept between responses (files.go): a hot file costs an lseek
+// per response, not openat, fstat, close and the runtime's fcntl and
+// epoll_ctl around them. A descriptor serves one response at a time (the
+// kernel's sendfile reads from its offset). Idle descriptors are bounded by
+// Options.Cache.Files, least recently used closed first; an entry evicted
+// or found changed closes its idle ones at once and those in use when their
+// responses end, so a file renamed over mid-response finishes with the old
+// bytes. A fresh descriptor is checked against the cached size, mtime and
+// inode; a send cut short (a file truncated in place) drops the entry.
 //
 // Compressible types are offered as br, zstd and gzip: a precompressed
 // sibling (app.css.br) at least as new as the file wins; otherwise the

@@ -15,6 +15,7 @@ type metrics struct {
 	responses       *prometheus.CounterVec
 	hits, misses    prometheus.Counter
 	evictions       prometheus.Counter
+	opens           prometheus.Counter
 	compressSeconds prometheus.Counter
 }
 
@@ -36,13 +37,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gatehouse_static_cache_evictions_total",
 			Help: "Files dropped from the cache to stay within its bounds.",
 		}),
+		opens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_static_file_opens_total",
+			Help: "Files opened to send with sendfile because no idle descriptor was kept (static_cache.files).",
+		}),
 		compressSeconds: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_static_compress_seconds_total",
 			Help: "CPU time spent compressing static files (once per file and coding).",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.responses, m.hits, m.misses, m.evictions, m.compressSeconds} {
+		for _, c := range []prometheus.Collector{m.responses, m.hits, m.misses, m.evictions, m.opens, m.compressSeconds} {
 			reg.MustRegister(c)
 		}
 	}

@@ -55,6 +55,11 @@ type CacheConfig struct {
 	// Recheck is how long a cached file is trusted before it is stat'ed
 	// again to notice changes (nginx's open_file_cache_valid). Default 1s.
 	Recheck conf.Duration `yaml:"recheck"`
+	// Files bounds the idle file descriptors kept open for sending large
+	// files and precompressed siblings with sendfile, least recently used
+	// closed first (nginx's open_file_cache max). Default 1000; a
+	// negative value keeps none (every response opens its file).
+	Files int `yaml:"files"`
 }
 
 // Defaults fills zero fields with the documented defaults.
@@ -70,6 +75,9 @@ func (c *CacheConfig) Defaults() {
 	}
 	if c.Recheck == 0 {
 		c.Recheck = conf.Duration(time.Second)
+	}
+	if c.Files == 0 {
+		c.Files = 1000
 	}
 }
 
@@ -112,6 +120,7 @@ type Server struct {
 	public   []*mount // longest URL first
 	internal []*mount // longest URL first
 	cache    *cache
+	files    *filePool // open descriptors of files sent with sendfile
 	metrics  *metrics
 
 	// compressing has a slot per CPU: variants being made right now.
@@ -142,7 +151,6 @@ type mount struct {
 func New(mounts []Config, opts Options) (*Server, error) {
 	opts.defaults()
 	s := &Server{opts: opts, log: opts.Logger.With("component", "static"),
-		cache:       newCache(int64(opts.Cache.Memory), opts.Cache.Entries),
 		compressing: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	for i := range mounts {
 		mounts[i].Defaults()
@@ -154,6 +162,8 @@ func New(mounts []Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = newMetrics(opts.Registerer)
+	s.files = newFilePool(opts.Cache.Files, s.metrics.opens)
+	s.cache = newCache(int64(opts.Cache.Memory), opts.Cache.Entries, s.files)
 	s.cache.onEvict = s.metrics.evictions.Inc
 	for i, c := range mounts {
 		m, err := s.openMount(c)
@@ -203,8 +213,13 @@ func (s *Server) openMount(c Config) (*mount, error) {
 	return m, nil
 }
 
-// Close releases the roots. Requests in flight may fail afterwards.
+// Close releases the roots and the idle descriptors. Responses already
+// sending a file finish it (their descriptor is closed when they are
+// done); other requests in flight may fail.
 func (s *Server) Close() error {
+	if s.files != nil {
+		s.files.close()
+	}
 	var errs []error
 	for _, l := range [][]*mount{s.public, s.internal} {
 		for _, m := range l {
@@ -434,7 +449,8 @@ func (m *mount) lookup(rel string, now time.Time) (*entry, error) {
 			return e, nil
 		}
 		fi, err := m.root.Stat(rel)
-		if err == nil && fi.Mode().IsRegular() && fi.Size() == e.size && fi.ModTime().Equal(e.mod) && inode(fi) == e.ino {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() == e.size && fi.ModTime().Equal(e.mod) && inode(fi) == e.ino &&
+			m.siblingsSame(e) {
 			m.srv.metrics.hits.Inc()
 			return e, nil
 		}
@@ -447,6 +463,23 @@ func (m *mount) lookup(rel string, now time.Time) (*entry, error) {
 	}
 	c.put(e)
 	return e, nil
+}
+
+// siblingsSame reports whether every precompressed sibling e serves is
+// still the file it was (a deploy that rewrites only the .br must not
+// leave the old one in use, from memory or from an open descriptor).
+func (m *mount) siblingsSame(e *entry) bool {
+	for i := range e.variants {
+		s := &e.variants[i]
+		if !s.done.Load() || s.v == nil || s.v.sib.name == "" {
+			continue
+		}
+		fi, err := m.root.Stat(s.v.sib.name)
+		if err != nil || !s.v.sib.same(fi) {
+			return false
+		}
+	}
+	return true
 }
 
 func inode(fi fs.FileInfo) uint64 {
@@ -464,7 +497,12 @@ func (m *mount) load(rel string, now time.Time) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	keep := false // f goes to the entry's open file
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -477,14 +515,19 @@ func (m *mount) load(rel string, now time.Time) (*entry, error) {
 	}
 	e := &entry{key: cacheKey{m, rel}, size: fi.Size(), mod: fi.ModTime(), ino: inode(fi)}
 	e.checked.Store(now.UnixNano())
+	e.ctype = typeByName(rel)
+	e.compressible = compress.Compressible(e.ctype)
 	if e.size <= int64(m.srv.opts.Cache.MaxFile) {
 		e.data = make([]byte, e.size)
 		if _, err := io.ReadFull(f, e.data); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", rel, err)
 		}
+	} else {
+		// Sent with sendfile; the descriptor just opened is the first
+		// one kept for it.
+		keep = true
+		e.file = m.srv.files.file(idOf(rel, fi), f)
 	}
-	e.ctype = typeByName(rel)
-	e.compressible = compress.Compressible(e.ctype)
 	e.hdr = m.headers(e, compress.Identity, e.size)
 	return e, nil
 }
@@ -560,7 +603,7 @@ func (m *mount) variant(e *entry, enc compress.Encoding) *variant {
 		if v := m.sibling(e, enc); v != nil {
 			slot.v = v
 			slot.done.Store(true)
-			m.srv.cache.grow(e, int64(len(v.data)))
+			m.srv.cache.grow(e, int64(len(v.data)), v.file)
 			return v
 		}
 	}
@@ -584,7 +627,7 @@ func (m *mount) variant(e *entry, enc compress.Encoding) *variant {
 	if compress.Worth(len(e.data), len(out)) {
 		out = bytes.Clone(out) // drop the buffer's slack before caching
 		slot.v = &variant{hdr: m.headers(e, enc, int64(len(out))), data: out, size: int64(len(out))}
-		m.srv.cache.grow(e, int64(len(out)))
+		m.srv.cache.grow(e, int64(len(out)), nil)
 	}
 	slot.done.Store(true)
 	return slot.v
@@ -598,19 +641,20 @@ func (m *mount) sibling(e *entry, enc compress.Encoding) *variant {
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() || fi.ModTime().Before(e.mod) {
+		f.Close()
 		return nil
 	}
-	v := &variant{hdr: m.headers(e, enc, fi.Size()), size: fi.Size()}
-	if fi.Size() <= int64(m.srv.opts.Cache.MaxFile) {
-		v.data = make([]byte, fi.Size())
-		if _, err := io.ReadFull(f, v.data); err != nil {
-			return nil
-		}
-	} else {
-		v.sibling = name
+	v := &variant{hdr: m.headers(e, enc, fi.Size()), size: fi.Size(), sib: idOf(name, fi)}
+	if fi.Size() > int64(m.srv.opts.Cache.MaxFile) {
+		v.file = m.srv.files.file(v.sib, f)
+		return v
+	}
+	defer f.Close()
+	v.data = make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, v.data); err != nil {
+		return nil
 	}
 	return v
 }
@@ -688,36 +732,40 @@ func (m *mount) respond(w http.ResponseWriter, r *http.Request, e *entry) {
 		return
 	}
 	switch {
-	case v != nil && v.data != nil:
-		w.Write(v.data)
+	case v != nil && v.file != nil:
+		m.sendFile(w, e, v.file)
 	case v != nil:
-		m.sendFile(w, r, e, v.sibling, v.size)
-	case e.data != nil:
-		w.Write(e.data)
+		w.Write(v.data)
+	case e.file != nil:
+		m.sendFile(w, e, e.file)
 	default:
-		m.sendFile(w, r, e, e.key.rel, e.size)
+		w.Write(e.data)
 	}
 }
 
-// sendFile copies a file to the client; io.Copy from an *os.File lets
-// net/http use sendfile(2). The headers are out already, so a file that
-// changed size in between aborts the response rather than send a body that
-// disagrees with its Content-Length.
-func (m *mount) sendFile(w http.ResponseWriter, r *http.Request, e *entry, name string, size int64) {
-	f, err := m.root.Open(name)
+// sendFile copies of to the client; io.Copy from an *os.File reaches the
+// HTTP server's ReadFrom, which uses sendfile(2). The head is out already,
+// so a file that is not the cached one any more aborts the response rather
+// than send a body that disagrees with its Content-Length and ETag.
+func (m *mount) sendFile(w http.ResponseWriter, e *entry, of *openFile) {
+	files := m.srv.files
+	f, err := files.acquire(of, m.root)
 	if err != nil {
 		m.srv.cache.remove(e)
 		panic(http.ErrAbortHandler)
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || fi.Size() != size {
+	n, err := io.Copy(w, f)
+	if err == nil && n < of.size {
+		// Shorter than when cached: truncated in place since the last
+		// check. The server closes the connection (fewer bytes than
+		// Content-Length); the next request loads the file again.
+		f.Close()
 		m.srv.cache.remove(e)
-		panic(http.ErrAbortHandler)
-	}
-	if _, err := io.Copy(w, f); err != nil {
-		// The client went away; nothing to tell it.
 		return
 	}
+	// After an error (the client went away) the descriptor is still good:
+	// acquire seeks it back to the start.
+	files.release(of, f)
 }
 
 // serveRange answers a Range request on the identity bytes through
@@ -728,14 +776,8 @@ func (m *mount) serveRange(w http.ResponseWriter, r *http.Request, e *entry) {
 	if e.data != nil {
 		http.ServeContent(rec, r, "", e.mod, bytes.NewReader(e.data))
 	} else {
-		f, err := m.root.Open(e.key.rel)
-		if err != nil {
-			m.srv.cache.remove(e)
-			m.notFound(w, r)
-			return
-		}
-		defer f.Close()
-		if fi, err := f.Stat(); err != nil || fi.Size() != e.size || !fi.ModTime().Equal(e.mod) {
+		f, err := m.srv.files.acquire(e.file, m.root)
+		if errors.Is(err, errChanged) {
 			// Changed since cached: the ETag we set is stale. Drop the entry
 			// and let the client retry rather than mix versions.
 			m.srv.cache.remove(e)
@@ -743,7 +785,13 @@ func (m *mount) serveRange(w http.ResponseWriter, r *http.Request, e *entry) {
 			http.Error(w, "503 file changed", http.StatusServiceUnavailable)
 			return
 		}
+		if err != nil {
+			m.srv.cache.remove(e)
+			m.notFound(w, r)
+			return
+		}
 		http.ServeContent(rec, r, "", e.mod, f)
+		m.srv.files.release(e.file, f)
 	}
 	m.srv.metrics.count(m, rec.code, compress.Identity)
 }

@@ -152,6 +152,123 @@ func benchAllowed(b *testing.B, keys int, headers string, start bool) {
 	}
 }
 
+// BenchmarkHarness is BenchmarkAllowed's loop without the limiter: the
+// next client of the crowd, the arrival time moved on, a no-op handler
+// called. BenchmarkAllowed's figures include it; the limiter's own cost
+// is the difference.
+func BenchmarkHarness(b *testing.B) {
+	for _, keys := range []int{1, 1_000_000} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			info := &reqinfo.Info{Start: time.Now()}
+			r := httptest.NewRequest("GET", "/api/items", nil)
+			r = r.WithContext(reqinfo.With(context.Background(), info))
+			w := &discardWriter{h: http.Header{}}
+			var h http.Handler = noop
+			ips := clientAddrs(keys, 2)
+			i := 0
+			b.ReportAllocs()
+			cpu := startCPU()
+			for b.Loop() {
+				info.ClientIP = ips[i]
+				if i++; i == len(ips) {
+					i = 0
+				}
+				info.Start = info.Start.Add(time.Microsecond)
+				h.ServeHTTP(w, r)
+			}
+			cpu.report(b)
+		})
+	}
+}
+
+// frontWork stands for what gatehouse's front does to a request between
+// resolving its client address (where it calls Limiter.Prefetch) and
+// handing it to the limiter: among other checks, it deletes the headers a
+// client may not set (proxy/front.go's spoofable list) from a request that
+// has none of them, as most have not.
+var frontWork = []string{
+	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+	"X-Forwarded-Prefix", "X-Forwarded-Ssl", "Forwarded", "X-Real-Ip", "X-Client-Ip",
+	"True-Client-Ip", "X-Request-Id", "X-Request-Start",
+}
+
+// BenchmarkFrontPrefetch models the front as it runs with the limiter
+// (proxy/front.go): per request, the client address is known, the front
+// calls Limiter.Prefetch with it, does its own work (frontWork: the
+// header deletes alone, a part of what it does), then calls the limiter's
+// handler. prefetch=off leaves out the Prefetch call, limiter=off the
+// Prefetch and the limiter (the harness and the front's work alone). The
+// limiter's cost in the front is prefetch=on minus limiter=off. Each
+// request is the current one, prefetched when the front would: nothing
+// is started for a later request.
+func BenchmarkFrontPrefetch(b *testing.B) {
+	for _, keys := range []int{1, 1_000_000} {
+		for _, mode := range []string{"limiter=off", "prefetch=off", "prefetch=on"} {
+			b.Run(fmt.Sprintf("keys=%d/%s", keys, mode), func(b *testing.B) {
+				l := benchLimiter(b, "  headers: never\n")
+				var h http.Handler = noop
+				if mode != "limiter=off" {
+					h = l.Wrap(noop)
+				}
+				info := &reqinfo.Info{Start: time.Now()}
+				r := httptest.NewRequest("GET", "/api/items", nil)
+				r.Header.Set("User-Agent", "wrk")
+				r.Header.Set("Accept", "*/*")
+				r = r.WithContext(reqinfo.With(context.Background(), info))
+				w := &discardWriter{h: http.Header{}}
+				if mode != "limiter=off" {
+					for _, ip := range clientAddrs(keys, 1) { // every bucket exists
+						info.ClientIP = ip
+						h.ServeHTTP(w, r)
+					}
+				}
+				ips := clientAddrs(keys, 2)
+				i := 0
+				b.ReportAllocs()
+				cpu := startCPU()
+				for b.Loop() {
+					info.ClientIP = ips[i]
+					if i++; i == len(ips) {
+						i = 0
+					}
+					info.Start = info.Start.Add(time.Microsecond)
+					if mode == "prefetch=on" {
+						l.Prefetch(info.ClientIP)
+					}
+					for _, k := range frontWork {
+						delete(r.Header, k)
+					}
+					h.ServeHTTP(w, r)
+				}
+				cpu.report(b)
+			})
+		}
+	}
+}
+
+// BenchmarkTableMiss is the floor under BenchmarkAllowed with a million
+// keys: one dependent load after another from random lines of a table
+// mapped as the store maps its tables (32 MiB, huge pages), so each load
+// is the one miss a lookup pays, with nothing to overlap it.
+func BenchmarkTableMiss(b *testing.B) {
+	const size = 32 << 20
+	off := &offHeap{}
+	t := off.alloc(size / slotSize)
+	b.Cleanup(off.freeAll)
+	lines := len(t) / lineSlots
+	perm := rand.New(rand.NewPCG(1, 2)).Perm(lines)
+	for i, l := range perm { // one cycle through every line
+		t[l*lineSlots].tat = int64(perm[(i+1)%lines] * lineSlots)
+	}
+	j := int64(perm[0] * lineSlots)
+	for b.Loop() {
+		j = t[j].tat
+	}
+	if j < 0 {
+		b.Fatal("unreachable")
+	}
+}
+
 // cpuMeter reports the loop's CPU time per op ("cpu-ns/op") next to the
 // wall time: on the shared development VM other jobs' load makes ns/op
 // vary by 2x between runs, while the thread's own CPU time moves far less.

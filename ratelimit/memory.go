@@ -131,10 +131,17 @@ func (s *shard) setSlots(t []slot) {
 // so that take finds it there. Called before other work (the clock read),
 // it lets a lookup in a table far larger than the CPU caches cost about
 // the miss or the other work, whichever is longer, instead of both.
-func (m *memoryStore) prefetch(h uint64) {
+func (m *memoryStore) prefetch(h uint64) { prefetch(m.homeAddr(h)) }
+
+// homeAddr is the address of h's home line (home), from the shard's view:
+// (h << 4) & lineMask is home(slotKey(h), mask) * slotSize, where
+// lineMask = (len*16 - 1) &^ 63, as bit 0 of a slot key and the reference
+// bit do not pick the line. Written this way it is small enough to be
+// inlined where the key is derived (prefetch, which calls assembly, is
+// not).
+func (m *memoryStore) homeAddr(h uint64) uintptr {
 	v := m.shards[h>>shardShift].view.Load()
-	i := home(slotKey(h), 1<<(v&0xff)-1)
-	prefetch(uintptr(v&^0xff + uint64(i)*uint64(slotSize)))
+	return uintptr(v&^0xff + h<<4&(uint64(slotSize)<<(v&0xff)-64))
 }
 
 // slotKey is a hash as stored in a slot (without the reference bit).

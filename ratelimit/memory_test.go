@@ -105,6 +105,12 @@ func TestMemoryStoreMappedTable(t *testing.T) {
 	if v := m.shards[0].view.Load(); v&^0xff != uint64(uintptr(unsafe.Pointer(&m.shards[0].slots[0]))) || 1<<(v&0xff) != len(m.shards[0].slots) {
 		t.Fatalf("view %x does not describe the table", v)
 	}
+	for _, k := range keys[:1000] {
+		s := &m.shards[0]
+		if got, want := m.homeAddr(k), uintptr(unsafe.Pointer(&s.slots[home(slotKey(k), len(s.slots)-1)])); got != want {
+			t.Fatalf("homeAddr(%x) = %x, want %x (its home line)", k, got, want)
+		}
+	}
 	for i, k := range keys {
 		if got := m.take(k, 1, p); got.Remaining != 1<<20-2 {
 			t.Fatalf("key %d: remaining %d, want %d (its first token gone)", i, got.Remaining, 1<<20-2)

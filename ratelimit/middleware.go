@@ -17,9 +17,15 @@ import (
 // per-IP concurrency cap) itself; next sees only admitted requests. It
 // sets reqinfo's Plan (and Reason when it answers).
 func (l *Limiter) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.serve(w, r, next)
-	})
+	return &wrapped{l, next}
+}
+
+// wrapped is Wrap's handler: a type whose ServeHTTP is the limiter's
+// work, where a HandlerFunc closure calling it would add two calls to
+// every request.
+type wrapped struct {
+	l    *Limiter
+	next http.Handler
 }
 
 // maxChecks is how many buckets a request is counted in without an
@@ -29,7 +35,8 @@ const maxChecks = 8
 // smallChecks is the buffer for configurations with at most one rule.
 const smallChecks = 2
 
-func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+func (h *wrapped) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l, next := h.l, h.next
 	st := l.state.Load()
 	info := reqinfo.From(r.Context())
 	var ip netip.Addr
@@ -43,7 +50,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	// Most requests are counted in their IP bucket: start loading it
 	// before anything else (see prefetch).
 	if st.ip != nil && st.redis == nil {
-		st.mem.prefetch(l.ipBucket(ipHash, st.ip.id))
+		prefetch(st.mem.homeAddr(l.ipBucket(ipHash, st.ip.id))) // st.mem.prefetch, inlined
 	}
 
 	id, err := st.identify(r)

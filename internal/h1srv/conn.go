@@ -858,7 +858,12 @@ func (c *conn) flush() error {
 		return nil
 	}
 	c.moveWriteDeadline()
-	_, err := c.nc.Write(c.out)
+	var err error
+	if c.sw != nil {
+		_, err = c.sw.Write(c.out, nil)
+	} else {
+		_, err = c.nc.Write(c.out)
+	}
 	c.out = c.out[:0]
 	c.outMark = 0
 	if err != nil {
@@ -908,9 +913,14 @@ type BuffersWriter interface {
 func (c *conn) writeWith(p []byte) error {
 	var err error
 	c.moveWriteDeadline()
-	if len(c.out) == 0 {
+	switch {
+	case c.sw != nil:
+		_, err = c.sw.Write(c.out, p)
+		c.out = c.out[:0]
+		c.outMark = 0
+	case len(c.out) == 0:
 		_, err = c.nc.Write(p)
-	} else {
+	default:
 		c.iov = append(c.iov[:0], c.out, p)
 		if bw, ok := c.nc.(BuffersWriter); ok {
 			_, err = bw.WriteBuffers(&c.iov)

@@ -25,3 +25,6 @@ func (s *Socket) WriteWait(p []byte) (n int, werr, rerr error) { return 0, nil, 
 
 // Read is never called: New returns nil here.
 func (s *Socket) Read(p []byte) (int, error) { return 0, io.EOF }
+
+// Write is never called: New returns nil here.
+func (s *Socket) Write(a, b []byte) (int, error) { return 0, io.ErrClosedPipe }

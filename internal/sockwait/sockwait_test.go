@@ -171,3 +171,68 @@ func TestWaitAndAlive(t *testing.T) {
 		t.Fatal("a nil Socket's WriteWait must write nothing")
 	}
 }
+
+func TestWriteWaitsForRoom(t *testing.T) {
+	a, b := pair(t)
+	a.SetWriteBuffer(16 << 10)
+	s := New(a)
+	head := []byte("head:")
+	body := make([]byte, 3<<20) // over rawMax and the socket buffers
+	for i := range body {
+		body[i] = byte(i % 251)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		data, _ := io.ReadAll(b)
+		got <- data
+	}()
+	n, err := s.Write(head, body)
+	if err != nil || n != len(head)+len(body) {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	a.CloseWrite()
+	data := <-got
+	if len(data) != len(head)+len(body) || string(data[:5]) != "head:" {
+		t.Fatalf("peer got %d bytes", len(data))
+	}
+	for i, c := range data[5:] {
+		if c != byte(i%251) {
+			t.Fatalf("byte %d is %d, want %d", i, c, byte(i%251))
+		}
+	}
+}
+
+func TestWriteDeadline(t *testing.T) {
+	a, _ := pair(t) // the peer never reads
+	a.SetWriteBuffer(16 << 10)
+	s := New(a)
+	a.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	n, err := s.Write(nil, make([]byte, 64<<20))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 {
+		t.Fatalf("Write = %d, %v; want a partial write and the deadline", n, err)
+	}
+}
+
+func TestRead(t *testing.T) {
+	a, b := pair(t)
+	s := New(a)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		b.Write([]byte("hello"))
+		b.Close()
+	}()
+	buf := make([]byte, 16)
+	n, err := s.Read(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+	if n, err := s.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("Read after close = %d, %v; want io.EOF", n, err)
+	}
+	a2, _ := pair(t)
+	s2 := New(a2)
+	a2.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	if _, err := s2.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline: %v", err)
+	}
+}

@@ -28,12 +28,18 @@ type Socket struct {
 	werr    error
 	waiting bool
 
+	// Write's state.
+	wa, wb []byte
+	nw     int
+	wrerr  error
+	iov    [2]unix.Iovec
+
 	// Read's state.
 	in   []byte
 	nin  int
 	rerr error
 
-	waitFn, aliveFn, writeFn, readFn func(fd uintptr) bool
+	waitFn, aliveFn, writeFn, readFn, wvFn func(fd uintptr) bool
 
 	// Written, when set, is called once WriteWait's bytes are all out,
 	// before the wait: a server marks the connection idle there, so
@@ -50,7 +56,7 @@ func New(sc syscall.Conn) *Socket {
 		return nil
 	}
 	s := &Socket{raw: raw}
-	s.waitFn, s.aliveFn, s.writeFn, s.readFn = s.ready, s.check, s.writeThenWait, s.readRaw
+	s.waitFn, s.aliveFn, s.writeFn, s.readFn, s.wvFn = s.ready, s.check, s.writeThenWait, s.readRaw, s.writeRaw
 	return s
 }
 
@@ -196,5 +202,54 @@ func (s *Socket) Read(p []byte) (int, error) {
 	if n == 0 && err == nil {
 		err = io.EOF
 	}
+	return n, err
+}
+
+// writeRaw is Write's RawConn.Write callback: one writev of what is left
+// of wa and wb (at most rawMax bytes) per round, until all is out or the
+// socket is full (then Go waits for room and calls again).
+func (s *Socket) writeRaw(fd uintptr) bool {
+	for len(s.wa)+len(s.wb) > 0 {
+		n, budget := 0, rawMax
+		for _, p := range [2][]byte{s.wa, s.wb} {
+			if len(p) == 0 || budget == 0 {
+				continue
+			}
+			m := min(len(p), budget)
+			s.iov[n].Base = &p[0]
+			s.iov[n].SetLen(m)
+			budget -= m
+			n++
+		}
+		w, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&s.iov[0])), uintptr(n))
+		s.iov = [2]unix.Iovec{} // hold no pointers into the buffers
+		switch errno {
+		case 0:
+			s.nw += int(w)
+			k := min(int(w), len(s.wa))
+			s.wa = s.wa[k:]
+			s.wb = s.wb[int(w)-k:]
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			s.wrerr = os.NewSyscallError("writev", errno)
+			return true
+		}
+	}
+	return true
+}
+
+// Write writes a and then b, waiting for room in the socket as the conn's
+// own Write does (and honouring its write deadline), with raw system
+// calls: see rawMax. It returns how many bytes went out.
+func (s *Socket) Write(a, b []byte) (int, error) {
+	s.wa, s.wb, s.nw, s.wrerr = a, b, 0, nil
+	err := s.raw.Write(s.wvFn)
+	n := s.nw
+	if err == nil {
+		err = s.wrerr
+	}
+	s.wa, s.wb, s.wrerr = nil, nil, nil
 	return n, err
 }

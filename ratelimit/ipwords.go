@@ -97,25 +97,37 @@ func makeIPMasks(v4Prefix, v6Prefix int) ipMasks {
 
 // maskIP groups an address by the configured prefix: IPv4 (and IPv4-mapped
 // IPv6, which it unmaps) by ipv4_prefix, IPv6 by ipv6_prefix, dropping any
-// zone. The invalid address (no client address known) is ::. It is small
-// enough to be inlined: the masks are worked out once, in compile.
+// zone. The invalid address (no client address known) is ::.
+//
+// IPv4 or IPv6 is chosen without a branch (conditional moves): a crowd of
+// clients mixes both at random, and a branch on it would be mispredicted
+// for many requests, before the bucket's prefetch can start.
 func (st *state) maskIP(a netip.Addr) netip.Addr {
 	if !wordsOK {
 		return st.maskIPPortable(a)
 	}
 	w := (*addrWords)(unsafe.Pointer(&a))
-	switch {
-	case w.z == nil:
+	if w.z == nil {
 		return netip.IPv6Unspecified()
-	case w.z == wordsZ4 || w.hi == 0 && w.lo>>32 == 0xffff:
-		w.z = wordsZ4
-		w.lo &= st.masks.v4
-	default:
-		w.z = wordsZ6
-		w.hi &= st.masks.hi6
-		w.lo &= st.masks.lo6
 	}
+	is4 := bit(w.z == wordsZ4) | bit(w.hi == 0)&bit(w.lo>>32 == 0xffff)
+	m4 := -is4 // all ones for IPv4
+	z := wordsZ6
+	if is4 != 0 {
+		z = wordsZ4
+	}
+	w.z = z
+	w.hi &= st.masks.hi6 | m4 // an IPv4 address's hi word is 0
+	w.lo &= st.masks.lo6&^m4 | st.masks.v4&m4
 	return a
+}
+
+// bit is 1 for true, 0 for false (a SETcc, no branch).
+func bit(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // mask128 keeps the first bits of a 128-bit address.

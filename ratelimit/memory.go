@@ -168,26 +168,30 @@ func home(key uint64, mask int) int { return int(key) & mask &^ (lineSlots - 1) 
 // anywhere in the line is the key, as slot keys are unique and never 0.
 // Only a key outside its home line, or missing, takes the loop.
 func (s *shard) find(key uint64) int {
-	mask := len(s.slots) - 1
-	h := home(key, mask)
-	if t := s.slots[h : h+lineSlots : h+lineSlots]; true {
-		j := -1
-		if t[3].key&keyMask == key {
-			j = h + 3
-		}
-		if t[2].key&keyMask == key {
-			j = h + 2
-		}
-		if t[1].key&keyMask == key {
-			j = h + 1
-		}
-		if t[0].key&keyMask == key {
-			j = h
-		}
-		if j >= 0 {
-			return j
-		}
+	h := home(key, len(s.slots)-1)
+	t := s.slots[h : h+lineSlots : h+lineSlots]
+	j := -1
+	if t[3].key&keyMask == key {
+		j = h + 3
 	}
+	if t[2].key&keyMask == key {
+		j = h + 2
+	}
+	if t[1].key&keyMask == key {
+		j = h + 1
+	}
+	if t[0].key&keyMask == key {
+		j = h
+	}
+	if j < 0 {
+		j = s.probe(h, key)
+	}
+	return j
+}
+
+// probe is find's search from h onwards, slot by slot, up to an empty one.
+func (s *shard) probe(h int, key uint64) int {
+	mask := len(s.slots) - 1
 	for i := h; ; i = (i + 1) & mask {
 		k := s.slots[i].key
 		if k&keyMask == key {

@@ -357,6 +357,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	timeout := s.opts.Config.ShutdownTimeout.D()
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// Refuse new connections before saying so (Shutdown below closes the
+	// listeners too, a moment later).
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
 	s.log.Info("draining in-flight requests", "timeout", timeout.String())
 	h2err := make(chan error, 1)
 	go func() { h2err <- s.h2.Shutdown(sctx) }()

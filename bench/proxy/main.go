@@ -145,10 +145,13 @@ http {
 	}
 	defer ng.Stop()
 
-	targets := []struct{ name, url string }{
-		{"direct", "http://" + backAddr + "/"},
-		{"nginx", "http://" + ngAddr + "/"},
-		{"gatehouse", "http://" + ghAddr + "/"},
+	targets := []struct {
+		name, url string
+		pid       int // the proxy whose CPU is counted; 0 for none
+	}{
+		{"direct", "http://" + backAddr + "/", 0},
+		{"nginx", "http://" + ngAddr + "/", ng.Cmd.Process.Pid},
+		{"gatehouse", "http://" + ghAddr + "/", g.Cmd.Process.Pid},
 	}
 	for _, t := range targets {
 		if err := harness.WaitHTTP(t.url); err != nil {
@@ -164,11 +167,21 @@ http {
 	}
 	for r := range *rounds {
 		for _, t := range targets {
+			beCPU, pxCPU := harness.TreeCPU(be.Cmd.Process.Pid), time.Duration(0)
+			if t.pid != 0 {
+				pxCPU = harness.TreeCPU(t.pid)
+			}
 			res, err := runWrk(t.url, *duration)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "round %d %-9s %8.0f req/s  p50 %v  p99 %v\n", r+1, t.name, res.rps, res.p50, res.p99)
+			if res.requests > 0 {
+				res.backendCPU = (harness.TreeCPU(be.Cmd.Process.Pid) - beCPU) / time.Duration(res.requests)
+				if t.pid != 0 {
+					res.proxyCPU = (harness.TreeCPU(t.pid) - pxCPU) / time.Duration(res.requests)
+				}
+			}
+			fmt.Fprintf(os.Stderr, "round %d %-9s %8.0f req/s  p50 %v  p99 %v  CPU/req proxy %v backend %v\n", r+1, t.name, res.rps, res.p50, res.p99, res.proxyCPU, res.backendCPU)
 			results[t.name] = append(results[t.name], res)
 		}
 	}
@@ -202,10 +215,15 @@ http {
 type wrkResult struct {
 	rps           float64
 	p50, p90, p99 time.Duration
+	requests      int64
+	// CPU time per request of the proxy (gatehouse, or nginx's master and
+	// workers) and of the backend, from /proc.
+	proxyCPU, backendCPU time.Duration
 }
 
 var (
 	rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	reqRe = regexp.MustCompile(`(\d+) requests in`)
 	latRe = regexp.MustCompile(`(?m)^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)`)
 )
 
@@ -222,6 +240,9 @@ func runWrk(url string, d time.Duration) (wrkResult, error) {
 		return r, fmt.Errorf("wrk output without Requests/sec:\n%s", out)
 	}
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	if m := reqRe.FindSubmatch(out); m != nil {
+		r.requests, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	}
 	if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
 		return r, fmt.Errorf("wrk saw errors against %s:\n%s", url, out)
 	}
@@ -251,10 +272,12 @@ func median(rs []wrkResult) wrkResult {
 		return v[len(v)/2]
 	}
 	return wrkResult{
-		rps: pick(func(r wrkResult) float64 { return r.rps }),
-		p50: time.Duration(pick(func(r wrkResult) float64 { return float64(r.p50) })),
-		p90: time.Duration(pick(func(r wrkResult) float64 { return float64(r.p90) })),
-		p99: time.Duration(pick(func(r wrkResult) float64 { return float64(r.p99) })),
+		rps:        pick(func(r wrkResult) float64 { return r.rps }),
+		p50:        time.Duration(pick(func(r wrkResult) float64 { return float64(r.p50) })),
+		p90:        time.Duration(pick(func(r wrkResult) float64 { return float64(r.p90) })),
+		p99:        time.Duration(pick(func(r wrkResult) float64 { return float64(r.p99) })),
+		proxyCPU:   time.Duration(pick(func(r wrkResult) float64 { return float64(r.proxyCPU) })),
+		backendCPU: time.Duration(pick(func(r wrkResult) float64 { return float64(r.backendCPU) })),
 	}
 }
 
@@ -309,12 +332,22 @@ func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int
 	}
 	fmt.Fprintf(&b, "\n- throughput gatehouse / nginx: **%.2fx** (target >= 0.9x)\n", g.rps/n.rps)
 	fmt.Fprintf(&b, "- added p99 gatehouse / nginx: %s vs %s (target: no worse)\n", ms(g.p99-d.p99), ms(n.p99-d.p99))
+	fmt.Fprintf(&b, "\n| CPU per request (medians) | proxy | backend |\n|---|---:|---:|\n")
+	fmt.Fprintf(&b, "| backend direct | - | %s |\n", us(d.backendCPU))
+	fmt.Fprintf(&b, "| nginx | %s | %s |\n", us(n.proxyCPU), us(n.backendCPU))
+	fmt.Fprintf(&b, "| gatehouse | %s | %s |\n", us(g.proxyCPU), us(g.backendCPU))
+	if n.proxyCPU > 0 {
+		fmt.Fprintf(&b, "\n- proxy CPU per request gatehouse / nginx: **%.2fx** (lower is better; steadier than req/s when other jobs share the machine)\n", float64(g.proxyCPU)/float64(n.proxyCPU))
+	}
 	fmt.Fprintf(&b, "\n| memory (RSS) | idle | %d idle keep-alive connections |\n|---|---:|---:|\n", *idle)
 	fmt.Fprintf(&b, "| gatehouse | %.1f MiB | %.1f MiB |\n", float64(ghIdle)/1024, float64(ghHeld)/1024)
 	fmt.Fprintf(&b, "| nginx (master + workers) | %.1f MiB | %.1f MiB |\n", float64(ngIdle)/1024, float64(ngHeld)/1024)
 	fmt.Fprintf(&b, "\nTargets: gatehouse under 30 MiB idle, under 150 MiB with 10,000 connections.\n")
 	return b.String()
 }
+
+// us prints a CPU time in microseconds.
+func us(d time.Duration) string { return fmt.Sprintf("%.1fus", float64(d)/float64(time.Microsecond)) }
 
 // ms prints a latency in milliseconds with two decimals (wrk's own
 // precision), without float noise such as 4.059999ms.

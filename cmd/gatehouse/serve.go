@@ -15,7 +15,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/compress"
 	"github.com/gatehouse/gatehouse/internal/conf"
-	"github.com/gatehouse/gatehouse/internal/gctune"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/ratelimit"
 	"github.com/gatehouse/gatehouse/static"
@@ -65,10 +64,6 @@ func serve(path string, stderr io.Writer) int {
 	// stopParts after the front has finished.
 	partsCtx, cancelParts := context.WithCancel(context.Background())
 	defer cancelParts()
-
-	// Collect less often while little is alive (see gctune): fewer
-	// cycles, fewer stop-the-world pauses in the slowest requests.
-	go gctune.Run(partsCtx, gctune.Options{Logger: g.log})
 
 	if os.Getpid() == 1 {
 		// In a container, orphans of the workers are re-parented to us.

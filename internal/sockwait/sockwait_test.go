@@ -119,6 +119,25 @@ func TestWriteWaitPeerResets(t *testing.T) {
 	}
 }
 
+func TestWriteWaitPeerClosed(t *testing.T) {
+	// The usual stale keep-alive connection: the peer closed (a FIN, not
+	// a reset) before the write, so the FIN is already queued and does
+	// not wake the wait; the peer's answer to the write, a reset, must.
+	a, b := pair(t)
+	b.Close()
+	time.Sleep(20 * time.Millisecond)
+	s := New(a)
+	a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	_, werr, rerr := s.WriteWait([]byte("GET / HTTP/1.1\r\n\r\n"))
+	if werr == nil && rerr != nil {
+		t.Fatalf("the wait failed (%v) instead of ending", rerr)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the wait took %s: the reset did not end it", d)
+	}
+}
+
 func TestWriteWaitFullSocket(t *testing.T) {
 	a, _ := pair(t) // the peer never reads
 	a.SetWriteBuffer(16 << 10)

@@ -83,6 +83,9 @@ echo "files: small.css $(stat -c %s "$S/small.css") B, jquery.js $(stat -c %s "$
 
 # --- servers -----------------------------------------------------------------
 GH_PORT=$(freeport); NG_PORT=$(freeport); CD_PORT=$(freeport)
+# An empty admin listen means the default 127.0.0.1:9180, which another
+# gatehouse on the machine may hold: a free port of its own.
+ADMIN_PORT=$(freeport)
 
 cat > "$WORK/gatehouse.yaml" <<YAML
 server:
@@ -91,7 +94,7 @@ static:
   - url: /static/
     root: "$S"
 admin:
-  listen: ""
+  listen: "127.0.0.1:$ADMIN_PORT"
 log:
   access: false
   level: warn
@@ -177,20 +180,37 @@ for sp in $SERVERS; do
 done
 
 # --- load --------------------------------------------------------------------
-declare -A RESULTS
-run_wrk() { # server port test -> value
-	local port=$2 test=$3 out
+declare -A RESULTS CPU PID_OF
+PID_OF[gatehouse]=$GH_PID; PID_OF[nginx]=$NG_PID; PID_OF[go-floor]=$BL_PID
+[ $HAVE_CADDY = 1 ] && PID_OF[caddy]=$CD_PID
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { # pid -> user+system clock ticks of it and its children (nginx's workers)
+	local total=0 p
+	for p in $1 $(pgrep -P "$1" || true); do
+		total=$((total + $(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null || echo 0)))
+	done
+	echo $total
+}
+# run_wrk prints the test's figure and the server's CPU time per request in
+# microseconds. On a machine shared with other jobs the CPU time of the
+# server is far steadier than requests/s, which move with whatever else runs.
+run_wrk() { # server port test -> value cpu_us_per_request
+	local port=$2 test=$3 out t0 t1 v n
+	t0=$(cpu_ticks ${PID_OF[$1]})
 	case $test in
 	small) out=$(wrk -t$THREADS -c$CONNS -d${DURATION}s "http://127.0.0.1:$port/static/small.css") ;;
 	br) out=$(wrk -t$THREADS -c$CONNS -d${DURATION}s -H 'Accept-Encoding: br' "http://127.0.0.1:$port/static/jquery.js") ;;
 	big) out=$(wrk -t$THREADS -c4 -d${DURATION}s "http://127.0.0.1:$port/static/big.bin") ;;
 	esac
+	t1=$(cpu_ticks ${PID_OF[$1]})
 	if echo "$out" | grep -q "Non-2xx"; then echo "$1 $test: non-2xx responses" >&2; fi
 	if [ $test = big ]; then
-		echo "$out" | awk '/Transfer\/sec/{v=$2; if (v ~ /GB/) {sub("GB","",v); v*=1024} else if (v ~ /MB/) {sub("MB","",v)} else if (v ~ /KB/) {sub("KB","",v); v/=1024}; print v}'
+		v=$(echo "$out" | awk '/Transfer\/sec/{v=$2; if (v ~ /GB/) {sub("GB","",v); v*=1024} else if (v ~ /MB/) {sub("MB","",v)} else if (v ~ /KB/) {sub("KB","",v); v/=1024}; print v}')
 	else
-		echo "$out" | awk '/Requests\/sec/{print $2}'
+		v=$(echo "$out" | awk '/Requests\/sec/{print $2}')
 	fi
+	n=$(echo "$out" | awk '/requests in/{print $1}')
+	echo "$v $(awk -v t=$((t1 - t0)) -v hz=$HZ -v n=$n 'BEGIN{printf "%.1f", n ? t * 1e6 / hz / n : 0}')"
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -198,8 +218,9 @@ for test in small br big; do
 	for sp in $LOAD_SERVERS; do run_wrk ${sp%%:*} ${sp##*:} $test >/dev/null; done # warm up
 	for r in $(seq $RUNS); do
 		for sp in $LOAD_SERVERS; do # interleaved, so drift hits all alike
-			v=$(run_wrk ${sp%%:*} ${sp##*:} $test)
+			read -r v c < <(run_wrk ${sp%%:*} ${sp##*:} $test)
 			RESULTS[${sp%%:*}:$test]="${RESULTS[${sp%%:*}:$test]:-} $v"
+			CPU[${sp%%:*}:$test]="${CPU[${sp%%:*}:$test]:-} $c"
 		done
 	done
 done
@@ -253,8 +274,26 @@ for base in nginx caddy go-floor; do
 	echo
 done
 echo
+echo "server CPU (user+system) per request, us, median (big: per 10 MB response):"
+printf "%-10s %14s %14s %14s\n" "" "small" "jquery br" "10MB"
+for sp in $LOAD_SERVERS; do
+	name=${sp%%:*}
+	printf "%-10s" "$name"
+	for test in small br big; do
+		m=$(echo "${CPU[$name:$test]}" | median)
+		CPU[$name:$test:med]=$m
+		printf " %14.1f" "$m"
+	done
+	echo
+done
+printf "%-10s" "nginx/gh"
+for test in small br big; do
+	awk -v a="${CPU[nginx:$test:med]}" -v b="${CPU[gatehouse:$test:med]}" 'BEGIN{printf " %13.2fx", a/b}'
+done
+echo "   (CPU per request of nginx over gatehouse's: above 1.0x gatehouse uses less)"
+echo
 echo "raw runs (each ${DURATION}s, -c$CONNS -t$THREADS; big uses -c4):"
-for k in $(echo "${!RESULTS[@]}" | tr ' ' '\n' | grep -v ':med$' | sort); do echo "  $k:${RESULTS[$k]}"; done
+for k in $(echo "${!RESULTS[@]}" | tr ' ' '\n' | grep -v ':med$' | sort); do echo "  $k:${RESULTS[$k]}   cpu us/req:${CPU[$k]}"; done
 echo
 echo "RSS after requests cycling over 10,000 distinct files (before -> after, MiB):"
 for sp in $SERVERS; do

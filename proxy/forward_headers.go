@@ -46,9 +46,7 @@ func stripHopRequest(h http.Header) (upgrade string) {
 	if v, ok := h["Te"]; ok {
 		te = hasToken(v, "trailers")
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
+	deleteFields(h, hopHeaders, isHopHeader)
 	if te {
 		h["Te"] = teTrailers
 	}

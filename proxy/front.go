@@ -121,6 +121,34 @@ var spoofable = []string{
 	"True-Client-Ip", "X-Request-Id", "X-Request-Start",
 }
 
+func isSpoofable(k string) bool {
+	switch k {
+	case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+		"X-Forwarded-Prefix", "X-Forwarded-Ssl", "Forwarded", "X-Real-Ip", "X-Client-Ip",
+		"True-Client-Ip", "X-Request-Id", "X-Request-Start":
+		return true
+	}
+	return false
+}
+
+// deleteFields removes the fields named in keys (is says whether a name is
+// one of them) from h. A request usually has fewer fields than there are
+// keys, so it walks h when that is shorter: a delete hashes its key even
+// when the field is absent.
+func deleteFields(h http.Header, keys []string, is func(string) bool) {
+	if len(h) < len(keys) {
+		for k := range h {
+			if is(k) {
+				delete(h, k)
+			}
+		}
+		return
+	}
+	for _, k := range keys {
+		delete(h, k)
+	}
+}
+
 // exchange is what the front keeps per request, in one allocation: the
 // record the later stages read from the context, the writer every handler
 // behind the front writes to, and the request's context itself, which
@@ -252,9 +280,7 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info.TLS = strings.EqualFold(lastValue(r.Header.Values("X-Forwarded-Proto")), "https")
 	}
 	if !trusted {
-		for _, h := range spoofable {
-			delete(r.Header, h)
-		}
+		deleteFields(r.Header, spoofable, isSpoofable)
 	}
 	x.id[0] = info.ID
 	rec.Header()["X-Request-Id"] = x.id[:]

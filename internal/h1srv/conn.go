@@ -223,14 +223,12 @@ func (c *conn) serveOne(first, fresh bool) outcome {
 		// A busy plain socket sends and starts waiting in one step below.
 		fused := busy && c.sw != nil && len(c.out) > 0
 		if !fused {
+			// (Fused, the conn goes idle once the response is out: see
+			// newConn. Shutdown closes it then, on its next round.)
 			if c.flush() != nil {
 				return stop
 			}
 			c.releaseOut()
-		}
-		if !fused {
-			// (Fused, the conn goes idle once the response is out: see
-			// newConn. Shutdown closes it then, on its next round.)
 			c.state.Store(stateIdle)
 			if s.base.Closing() {
 				return stop

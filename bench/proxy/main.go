@@ -2,8 +2,10 @@
 // proxy_pass, in one run on one machine:
 //
 //   - the same small response fetched directly from a backend, through
-//     gatehouse (app.upstreams), and through nginx (upstream keepalive);
-//     wrk, 3 interleaved rounds per target, medians reported, with ratios;
+//     gatehouse (app.upstreams), and through nginx (upstream keepalive),
+//     once as a minimal proxy_pass and once sending the headers gatehouse
+//     sends by default (the same job); wrk, 3 interleaved rounds per
+//     target, medians reported, with ratios and CPU per request;
 //   - gatehouse's resident memory idle and holding 10,000 idle keep-alive
 //     client connections (nginx's too, for scale).
 //
@@ -90,7 +92,7 @@ func run() error {
 		return err
 	}
 
-	backAddr, ghAddr, ngAddr := harness.FreeAddr(), harness.FreeAddr(), harness.FreeAddr()
+	backAddr, ghAddr, ngAddr, ngSameAddr := harness.FreeAddr(), harness.FreeAddr(), harness.FreeAddr(), harness.FreeAddr()
 	be, err := harness.Start("backend", []string{self, "-backend", backAddr}, "GOMAXPROCS=1")
 	if err != nil {
 		return err
@@ -137,8 +139,30 @@ http {
       proxy_set_header X-Real-IP $remote_addr;
     }
   }
+  # The same job as gatehouse's defaults: X-Forwarded-Host, a request id
+  # to the app and back, X-Request-Start, and the three security headers
+  # on responses, as a Django site's nginx is commonly configured.
+  server {
+    listen %s;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Request-Id $request_id;
+      proxy_set_header X-Request-Start "t=${msec}";
+      add_header X-Request-Id $request_id;
+      add_header X-Content-Type-Options nosniff;
+      add_header Referrer-Policy strict-origin-when-cross-origin;
+      add_header X-Frame-Options SAMEORIGIN;
+    }
+  }
 }
-`, dir, dir, dir, backAddr, ngAddr)), 0o600)
+`, dir, dir, dir, backAddr, ngAddr, ngSameAddr)), 0o600)
 	ng, err := harness.Start("nginx", []string{"nginx", "-c", ngConf, "-p", dir, "-g", "daemon off;"})
 	if err != nil {
 		return err
@@ -151,6 +175,7 @@ http {
 	}{
 		{"direct", "http://" + backAddr + "/", 0},
 		{"nginx", "http://" + ngAddr + "/", ng.Cmd.Process.Pid},
+		{"nginx-same", "http://" + ngSameAddr + "/", ng.Cmd.Process.Pid},
 		{"gatehouse", "http://" + ghAddr + "/", g.Cmd.Process.Pid},
 	}
 	for _, t := range targets {
@@ -313,7 +338,7 @@ func holdIdle(addr string, n int, measure func() (int, error)) (int, error) {
 }
 
 func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int) string {
-	d, n, g := median(res["direct"]), median(res["nginx"]), median(res["gatehouse"])
+	d, n, ns, g := median(res["direct"]), median(res["nginx"]), median(res["nginx-same"]), median(res["gatehouse"])
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## Forwarding overhead: gatehouse vs nginx proxy_pass\n\n")
@@ -323,7 +348,7 @@ func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int
 	for _, row := range []struct {
 		name string
 		r    wrkResult
-	}{{"backend direct", d}, {"nginx", n}, {"gatehouse", g}} {
+	}{{"backend direct", d}, {"nginx", n}, {"nginx, gatehouse's headers", ns}, {"gatehouse", g}} {
 		added := "-"
 		if row.name != "backend direct" {
 			added = ms(row.r.p99 - d.p99)
@@ -332,9 +357,11 @@ func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int
 	}
 	fmt.Fprintf(&b, "\n- throughput gatehouse / nginx: **%.2fx** (target >= 0.9x)\n", g.rps/n.rps)
 	fmt.Fprintf(&b, "- added p99 gatehouse / nginx: %s vs %s (target: no worse)\n", ms(g.p99-d.p99), ms(n.p99-d.p99))
+	fmt.Fprintf(&b, "- the same against nginx sending what gatehouse sends by default (X-Forwarded-Host, X-Request-Id both ways, X-Request-Start, three security headers): **%.2fx**, added p99 %s vs %s\n", g.rps/ns.rps, ms(g.p99-d.p99), ms(ns.p99-d.p99))
 	fmt.Fprintf(&b, "\n| CPU per request (medians) | proxy | backend |\n|---|---:|---:|\n")
 	fmt.Fprintf(&b, "| backend direct | - | %s |\n", us(d.backendCPU))
 	fmt.Fprintf(&b, "| nginx | %s | %s |\n", us(n.proxyCPU), us(n.backendCPU))
+	fmt.Fprintf(&b, "| nginx, gatehouse's headers | %s | %s |\n", us(ns.proxyCPU), us(ns.backendCPU))
 	fmt.Fprintf(&b, "| gatehouse | %s | %s |\n", us(g.proxyCPU), us(g.backendCPU))
 	if n.proxyCPU > 0 {
 		fmt.Fprintf(&b, "\n- proxy CPU per request gatehouse / nginx: **%.2fx** (lower is better; steadier than req/s when other jobs share the machine)\n", float64(g.proxyCPU)/float64(n.proxyCPU))

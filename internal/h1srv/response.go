@@ -411,10 +411,14 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	c := w.c
 	rf, ok := c.nc.(io.ReaderFrom)
 	_, typed := w.hdr["Content-Type"]
-	if !ok || w.committed || w.isHEAD || !w.bodyOK || w.cl < 0 || !typed || len(w.pend) > 0 || c.hijackedNow() {
+	// A head already out (an earlier Write or ReadFrom) is fine as long
+	// as the length is known: the rest of the body may follow by sendfile.
+	if !ok || w.isHEAD || !w.bodyOK || w.cl < 0 || len(w.pend) > 0 || c.hijackedNow() || !w.committed && !typed {
 		return w.copyFrom(src)
 	}
-	w.commit(nil)
+	if !w.committed {
+		w.commit(nil)
+	}
 	if err := c.flush(); err != nil {
 		return 0, err
 	}

@@ -14,6 +14,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -696,6 +698,42 @@ func TestPipelinedDuringHandler(t *testing.T) {
 		}
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("round %d: the pipelined request took %s", round, d)
+		}
+	}
+}
+
+// A body sent in pieces, some by Write and some by ReadFrom from files
+// (sendfile after the head is out too), arrives whole; the next request on
+// the connection is unaffected.
+func TestReadFromAfterWrite(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	a, b := strings.Repeat("a", 100000), strings.Repeat("b", 50000)
+	for name, data := range map[string]string{"a": a, "b": b} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", fmt.Sprint(5+len(a)+len(b)))
+		io.WriteString(w, "head:")
+		for _, name := range []string{"a", "b"} {
+			f, err := os.Open(filepath.Join(dir, name))
+			if err != nil {
+				panic(err)
+			}
+			if _, err := w.(io.ReaderFrom).ReadFrom(f); err != nil {
+				t.Errorf("ReadFrom %s: %v", name, err)
+			}
+			f.Close()
+		}
+	})})
+	c := dial(t, addr)
+	io.WriteString(c, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
+	for i, res := range readResponses(t, bufio.NewReader(c), "GET", 2) {
+		if got := bodyOf(res); got != "head:"+a+b {
+			t.Errorf("response %d: %d bytes, want %d", i, len(got), 5+len(a)+len(b))
 		}
 	}
 }

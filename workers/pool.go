@@ -495,10 +495,17 @@ func (p *Pool) acquire(ctx context.Context, tried map[*member]bool) (*member, ti
 			p.mu.Unlock()
 			return nil, time.Since(start), backend.ErrClosed
 		}
-		m, canWait := p.pickLocked(tried, time.Now())
+		now := start
+		if w != nil {
+			now = time.Now()
+		}
+		m, canWait := p.pickLocked(tried, now)
 		if m != nil && (w != nil || p.waiters.Len() == 0) {
 			p.takeLocked(m)
 			p.mu.Unlock()
+			if w == nil {
+				return m, 0, nil // no wait: spare the clock read
+			}
 			return m, time.Since(start), nil
 		}
 		if m == nil && !canWait {
@@ -611,6 +618,9 @@ func (p *Pool) takeLocked(m *member) {
 // (without a slot) the waiters that can no longer be served, so that they
 // fail at once rather than at queue_timeout.
 func (p *Pool) dispatchLocked() {
+	if p.waiters.Len() == 0 {
+		return // the common case, at every release: no clock read
+	}
 	now := time.Now()
 	for e := p.waiters.Front(); e != nil; {
 		w := e.Value.(*waiter)

@@ -11,9 +11,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Socket waits on one connection's descriptor. Make one per connection
-// and use it from one goroutine at a time: it keeps the callbacks' state
-// so that no call allocates.
+// Socket waits on one connection's descriptor. Make one per connection.
+// Each method keeps its callback's state in the Socket, so that no call
+// allocates: a method must not run twice at once, but the reading side
+// (Read, Wait, Alive, WriteWait) and Write may run at the same time from
+// two goroutines, as a conn's Read and Write may.
 type Socket struct {
 	raw syscall.RawConn
 

@@ -13,9 +13,10 @@ import (
 
 // Socket waits on one connection's descriptor. Make one per connection.
 // Each method keeps its callback's state in the Socket, so that no call
-// allocates: a method must not run twice at once, but the reading side
-// (Read, Wait, Alive, WriteWait) and Write may run at the same time from
-// two goroutines, as a conn's Read and Write may.
+// allocates: a method must not run twice at once, but Read (or Wait, or
+// Alive) and Write may run at the same time from two goroutines, as a
+// conn's Read and Write may. WriteWait writes outside the conn's write
+// lock, so it must not overlap Write.
 type Socket struct {
 	raw syscall.RawConn
 

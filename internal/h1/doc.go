@@ -27,7 +27,12 @@
 // bufio.Reader and return. The common head (HTTP/1.1, framed by
 // Content-Length or chunked, wholly in the buffer) is parsed in place into
 // one string; anything else goes to net/http's parser, http.ReadResponse,
-// and FuzzParseHead checks that the two agree. The response Body gives the connection back when it has been read to the end.
+// and FuzzParseHead checks that the two agree. The response Body gives the
+// connection back when it has been read to the end. On a socket the
+// request's last write and the wait for the response are one step
+// (internal/sockwait), so an exchange costs one write and one read, not
+// Go's usual extra read that finds nothing yet; the reads and writes are
+// raw system calls.
 // Idle connections hold no buffers and no goroutine; one timer per
 // Transport closes those idle longer than IdleTimeout.
 //

@@ -115,44 +115,40 @@ log: {level: warn, access: false}
 
 	ngConf := filepath.Join(dir, "nginx.conf")
 	_ = os.MkdirAll(filepath.Join(dir, "nginx"), 0o755)
+	// What both nginx servers do: a keep-alive proxy_pass with the usual
+	// forwarding headers.
+	_ = os.WriteFile(filepath.Join(dir, "proxy_common.conf"), []byte(`proxy_pass http://app;
+proxy_http_version 1.1;
+proxy_set_header Connection "";
+proxy_set_header Host $host;
+proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+proxy_set_header X-Forwarded-Proto $scheme;
+proxy_set_header X-Real-IP $remote_addr;
+`), 0o600)
 	_ = os.WriteFile(ngConf, []byte(fmt.Sprintf(`worker_processes auto;
-pid %s/nginx.pid;
+pid %[1]s/nginx.pid;
 error_log stderr error;
 events { worker_connections 20000; }
 http {
   access_log off;
-  client_body_temp_path %s/nginx;
-  proxy_temp_path %s/nginx;
+  client_body_temp_path %[1]s/nginx;
+  proxy_temp_path %[1]s/nginx;
   # No per-connection request cap on either side (nginx's default is
   # 1000), as gatehouse has none.
   keepalive_requests 10000000;
-  upstream app { server %s; keepalive 64; keepalive_requests 10000000; }
+  upstream app { server %[2]s; keepalive 64; keepalive_requests 10000000; }
   server {
-    listen %s;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Real-IP $remote_addr;
-    }
+    listen %[3]s;
+    location / { include %[1]s/proxy_common.conf; }
   }
   # The same job as gatehouse's defaults: X-Forwarded-Host, a request id
   # to the app and back, X-Request-Start, and the three security headers
   # on responses, as a Django site's nginx is commonly configured.
   server {
-    listen %s;
+    listen %[4]s;
     location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
+      include %[1]s/proxy_common.conf;
       proxy_set_header X-Forwarded-Host $http_host;
-      proxy_set_header X-Real-IP $remote_addr;
       proxy_set_header X-Request-Id $request_id;
       proxy_set_header X-Request-Start "t=${msec}";
       add_header X-Request-Id $request_id;
@@ -162,7 +158,7 @@ http {
     }
   }
 }
-`, dir, dir, dir, backAddr, ngAddr, ngSameAddr)), 0o600)
+`, dir, backAddr, ngAddr, ngSameAddr)), 0o600)
 	ng, err := harness.Start("nginx", []string{"nginx", "-c", ngConf, "-p", dir, "-g", "daemon off;"})
 	if err != nil {
 		return err

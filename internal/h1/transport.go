@@ -173,15 +173,17 @@ func (c *conn) Write(p []byte) (int, error) {
 		// A backend sends nothing unasked on a keep-alive connection
 		// but a close, and a close answers the request with a reset
 		// that ends the wait too; the read deadline bounds the rest.
-		n, werr, rerr := c.sock.WriteWait(p)
+		// A failed wait is the read's business: it fails the same way
+		// (deadline, closed).
+		n, werr, _ := c.sock.WriteWait(p)
 		if n > 0 {
 			c.wrote = true
 		}
-		if werr != nil || rerr != nil || n == len(p) {
-			// A failed wait is the read's business: it fails the same
-			// way (deadline, closed).
+		if werr != nil || n == len(p) {
 			return n, werr
 		}
+		// The socket is full, or the wait failed before the write (a
+		// read deadline already past): the rest goes as usual.
 		m, err := c.nc.Write(p[n:])
 		return n + m, err
 	}

@@ -879,9 +879,12 @@ func (c *conn) flush() error {
 // finds it, so such a request is late by at most that bound, never lost.
 func (c *conn) flushWait() error {
 	n, werr, rerr := c.sw.WriteWait(c.out)
-	if werr == nil && rerr == nil && n < len(c.out) {
-		// The socket is full: the rest goes the usual way, with the
-		// write deadline.
+	if werr == nil && n < len(c.out) {
+		// The socket is full, or the wait failed before anything was
+		// written (a kick's past read deadline, left by a sweep that
+		// raced with this connection moving on): the rest goes the
+		// usual way, with the write deadline, which the read deadline
+		// does not touch. Dropping it would leave the client waiting.
 		c.moveWriteDeadline()
 		if _, werr = c.nc.Write(c.out[n:]); werr == nil {
 			c.state.Store(stateIdle)

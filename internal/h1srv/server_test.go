@@ -737,3 +737,29 @@ func TestReadFromAfterWrite(t *testing.T) {
 		}
 	}
 }
+
+// The sweeper's kick (a past read deadline) can land just as a connection
+// moves on to answer its request (clock.go's spurious). The response must
+// still go out: the fused send's wait fails before it writes anything.
+func TestKickRacingTheResponse(t *testing.T) {
+	t.Parallel()
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path)
+		if r.URL.Path == "/kicked" {
+			// What expire does, as if its sweep had raced with this
+			// request: kicked first, then the past deadline.
+			c := w.(*response).c
+			c.kicked.Store(true)
+			_ = c.nc.SetReadDeadline(aLongTimeAgo)
+		}
+	})})
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	for _, path := range []string{"/warm", "/kicked", "/after", "/kicked", "/kicked", "/after"} {
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: h\r\n\r\n")
+		res := readResponses(t, br, "GET", 1)
+		if got := bodyOf(res[0]); got != path {
+			t.Fatalf("got %q, want %q", got, path)
+		}
+	}
+}

@@ -106,10 +106,18 @@ func (fw *forwarder) rewrite(w http.ResponseWriter, r *http.Request, info *reqin
 	}
 	r.RequestURI = ""
 
-	// One array for the values set below: one allocation, not four. Each
-	// slice has len == cap, so an append elsewhere copies.
-	vals := make([]string, 4)
+	// One array for the values set below, the recorder's (part of the
+	// exchange, so no allocation of its own): each slice has len == cap,
+	// so an append elsewhere copies. The request is written to the app
+	// before the handler returns, and only the connection's next request
+	// reuses the array.
 	rec, _ := frontWriter(w).(*recorder)
+	var vals []string
+	if rec != nil {
+		vals = rec.fwd[:]
+	} else {
+		vals = make([]string, 4)
+	}
 	peer := "unix"
 	if info.Peer.Addr().IsValid() {
 		if info.ClientIP == info.Peer.Addr() && rec != nil {

@@ -182,7 +182,9 @@ func newExchange(r *http.Request, start time.Time) (*exchange, *http.Request) {
 	if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok && x.perConn {
 		// Field by field: Context stays as it is, never written while a
 		// context derived from it may be reading it.
+		ip, text := x.rec.lastIP, x.rec.lastIPText
 		x.info, x.rec, x.id = reqinfo.Info{Start: start}, recorder{}, [1]string{}
+		x.rec.lastIP, x.rec.lastIPText = ip, text
 		return x, r
 	}
 	x := &exchange{Context: r.Context(), info: reqinfo.Info{Start: start}}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/reqinfo"
@@ -27,13 +28,26 @@ type recorder struct {
 	hsts     string    // Strict-Transport-Security for HTTPS responses
 	deadline time.Time // the write deadline last set, zero for none
 	ip       string    // the client IP in text, once made (clientIP)
+	// The last client IP made into text on this connection, kept from
+	// request to request (newExchange): a keep-alive client's requests
+	// share it, so the text is made once per connection.
+	lastIP     netip.Addr
+	lastIPText string
+	// fwd holds the forwarding header values the forwarder sets (see
+	// rewrite): part of the exchange's allocation, not one of its own.
+	fwd [4]string
 }
 
 // clientIP is info.ClientIP in text ("unix" for none), made once per
 // request for X-Real-IP, X-Forwarded-For and the access log.
 func (r *recorder) clientIP(info *reqinfo.Info) string {
 	if r.ip == "" {
-		r.ip = addrString(info)
+		if r.lastIPText != "" && r.lastIP == info.ClientIP {
+			r.ip = r.lastIPText
+		} else {
+			r.ip = addrString(info)
+			r.lastIP, r.lastIPText = info.ClientIP, r.ip
+		}
 	}
 	return r.ip
 }

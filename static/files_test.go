@@ -137,18 +137,7 @@ func get(t *testing.T, url string, hdr http.Header) (*http.Response, []byte) {
 	if hdr != nil {
 		req.Header = hdr
 	}
-	tr := &http.Transport{DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
+	return roundTrip(t, req)
 }
 
 // TestFileReuse: a large file is opened once (when it is first looked up)

@@ -159,6 +159,13 @@ func (f *fixture) do(t *testing.T, method, rawPath string, hdr http.Header) (*ht
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
+	return roundTrip(t, req)
+}
+
+// roundTrip sends req on a fresh connection without transparent gzip and
+// reads the whole body.
+func roundTrip(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
 	tr := &http.Transport{DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	resp, err := tr.RoundTrip(req)

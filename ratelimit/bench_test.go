@@ -79,6 +79,33 @@ func clientAddrs(n int, iid uint64) []netip.Addr {
 	return shuffled
 }
 
+// crowd hands out the clients of clientAddrs(n, 2) in turn, round and
+// round: an IPv6 client sends from another address of its /64 than the
+// one (iid 1) that created its bucket.
+type crowd struct {
+	ips []netip.Addr
+	i   int
+}
+
+func newCrowd(n int) *crowd { return &crowd{ips: clientAddrs(n, 2)} }
+
+func (c *crowd) next() netip.Addr {
+	ip := c.ips[c.i]
+	if c.i++; c.i == len(c.ips) {
+		c.i = 0
+	}
+	return ip
+}
+
+// warmBuckets sends one request per client of clientAddrs(n, 1) through h,
+// so that every bucket exists before the timed loop.
+func warmBuckets(h http.Handler, w http.ResponseWriter, r *http.Request, info *reqinfo.Info, n int) {
+	for _, ip := range clientAddrs(n, 1) {
+		info.ClientIP = ip
+		h.ServeHTTP(w, r)
+	}
+}
+
 // BenchmarkAllowed is the cost the limiter adds to an allowed request:
 // Wrap's handler with a no-op next, the client address and the arrival
 // time from reqinfo as the front sets them, with 1 and 1,000,000 live
@@ -120,19 +147,12 @@ func benchAllowed(b *testing.B, keys int, headers string, start bool) {
 	if start {
 		info.Start = time.Now()
 	}
-	for _, ip := range clientAddrs(keys, 1) { // warm: every bucket exists
-		info.ClientIP = ip
-		h.ServeHTTP(w, r)
-	}
-	ips := clientAddrs(keys, 2)
-	i := 0
+	warmBuckets(h, w, r, info, keys) // every bucket exists
+	clients := newCrowd(keys)
 	b.ReportAllocs()
 	cpu := startCPU()
 	for b.Loop() {
-		info.ClientIP = ips[i]
-		if i++; i == len(ips) {
-			i = 0
-		}
+		info.ClientIP = clients.next()
 		if start {
 			info.Start = info.Start.Add(time.Microsecond)
 		}
@@ -164,15 +184,11 @@ func BenchmarkHarness(b *testing.B) {
 			r = r.WithContext(reqinfo.With(context.Background(), info))
 			w := &discardWriter{h: http.Header{}}
 			var h http.Handler = noop
-			ips := clientAddrs(keys, 2)
-			i := 0
+			clients := newCrowd(keys)
 			b.ReportAllocs()
 			cpu := startCPU()
 			for b.Loop() {
-				info.ClientIP = ips[i]
-				if i++; i == len(ips) {
-					i = 0
-				}
+				info.ClientIP = clients.next()
 				info.Start = info.Start.Add(time.Microsecond)
 				h.ServeHTTP(w, r)
 			}
@@ -217,20 +233,13 @@ func BenchmarkFrontPrefetch(b *testing.B) {
 				r = r.WithContext(reqinfo.With(context.Background(), info))
 				w := &discardWriter{h: http.Header{}}
 				if mode != "limiter=off" {
-					for _, ip := range clientAddrs(keys, 1) { // every bucket exists
-						info.ClientIP = ip
-						h.ServeHTTP(w, r)
-					}
+					warmBuckets(h, w, r, info, keys) // every bucket exists
 				}
-				ips := clientAddrs(keys, 2)
-				i := 0
+				clients := newCrowd(keys)
 				b.ReportAllocs()
 				cpu := startCPU()
 				for b.Loop() {
-					info.ClientIP = ips[i]
-					if i++; i == len(ips) {
-						i = 0
-					}
+					info.ClientIP = clients.next()
 					info.Start = info.Start.Add(time.Microsecond)
 					if mode == "prefetch=on" {
 						l.Prefetch(info.ClientIP)
@@ -417,15 +426,11 @@ func BenchmarkDecision(b *testing.B) {
 			for _, ip := range clientAddrs(keys, 1) {
 				l.decide(r.Context(), st, st.collect(buf[:0], l, r, st.maskIP(ip), l.hashIP(st.maskIP(ip)), identity{plan: -1}), now, netip.Addr{}, "", -1, countAll)
 			}
-			ips := clientAddrs(keys, 2)
-			i := 0
+			clients := newCrowd(keys)
 			b.ReportAllocs()
 			cpu := startCPU()
 			for b.Loop() {
-				ip := ips[i]
-				if i++; i == len(ips) {
-					i = 0
-				}
+				ip := clients.next()
 				now += int64(time.Microsecond)
 				id, _ := st.identify(r)
 				ip = st.maskIP(ip)

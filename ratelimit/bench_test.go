@@ -87,7 +87,7 @@ type crowd struct {
 	i   int
 }
 
-func newCrowd(n int) *crowd { return &crowd{ips: clientAddrs(n, 2)} }
+func newCrowd(n int) crowd { return crowd{ips: clientAddrs(n, 2)} }
 
 func (c *crowd) next() netip.Addr {
 	ip := c.ips[c.i]

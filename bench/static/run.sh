@@ -253,18 +253,25 @@ for sp in $SERVERS; do
 done
 
 # --- table -------------------------------------------------------------------
+# print_medians ARRAY FORMAT: a row per server with the median of each
+# test's runs, which it keeps as ARRAY[server:test:med] for the ratios.
+print_medians() {
+	local -n arr=$1
+	local name test m sp
+	for sp in $LOAD_SERVERS; do
+		name=${sp%%:*}
+		printf "%-10s" "$name"
+		for test in small br big; do
+			m=$(echo "${arr[$name:$test]}" | median)
+			arr[$name:$test:med]=$m
+			printf " $2" "$m"
+		done
+		echo
+	done
+}
 echo
 printf "%-10s %14s %14s %14s\n" "" "small req/s" "jquery br req/s" "10MB MB/s"
-for sp in $LOAD_SERVERS; do
-	name=${sp%%:*}
-	printf "%-10s" "$name"
-	for test in small br big; do
-		m=$(echo "${RESULTS[$name:$test]}" | median)
-		RESULTS[$name:$test:med]=$m
-		printf " %14.0f" "$m"
-	done
-	echo
-done
+print_medians RESULTS %14.0f
 for base in nginx caddy go-floor; do
 	[ -n "${RESULTS[$base:small:med]:-}" ] || continue
 	printf "%-10s" "gh/$base"
@@ -276,16 +283,7 @@ done
 echo
 echo "server CPU (user+system) per request, us, median (big: per 10 MB response):"
 printf "%-10s %14s %14s %14s\n" "" "small" "jquery br" "10MB"
-for sp in $LOAD_SERVERS; do
-	name=${sp%%:*}
-	printf "%-10s" "$name"
-	for test in small br big; do
-		m=$(echo "${CPU[$name:$test]}" | median)
-		CPU[$name:$test:med]=$m
-		printf " %14.1f" "$m"
-	done
-	echo
-done
+print_medians CPU %14.1f
 printf "%-10s" "nginx/gh"
 for test in small br big; do
 	awk -v a="${CPU[nginx:$test:med]}" -v b="${CPU[gatehouse:$test:med]}" 'BEGIN{printf " %13.2fx", a/b}'

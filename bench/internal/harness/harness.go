@@ -112,14 +112,24 @@ func TreeRSSKiB(pid int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	for _, f := range strings.Fields(string(b)) {
-		c, _ := strconv.Atoi(f)
+	for _, c := range tree(pid)[1:] {
 		if r, err := RSSKiB(c); err == nil {
 			total += r
 		}
 	}
 	return total, nil
+}
+
+// tree is pid followed by its children.
+func tree(pid int) []int {
+	pids := []int{pid}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for _, f := range strings.Fields(string(b)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, c)
+		}
+	}
+	return pids
 }
 
 // NginxVersion is what `nginx -v` says.
@@ -146,15 +156,8 @@ func Need(programs ...string) error {
 // on a machine that other jobs share, because time the process waited for
 // a CPU is not in it.
 func TreeCPU(pid int) time.Duration {
-	pids := []int{pid}
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	for _, f := range strings.Fields(string(b)) {
-		if c, err := strconv.Atoi(f); err == nil {
-			pids = append(pids, c)
-		}
-	}
 	var ticks int64
-	for _, p := range pids {
+	for _, p := range tree(pid) {
 		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
 		if err != nil {
 			continue

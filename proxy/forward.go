@@ -30,14 +30,26 @@ import (
 // see front.ServeHTTP) is edited in place and sent as it is, and response
 // header values are shared, not copied (see forward_headers.go).
 type forwarder struct {
-	f      *front
-	pool   Pool
-	static StaticRouter
-	log    *slog.Logger
+	f        *front
+	pool     Pool
+	recycler ResponseRecycler // pool, when it is one
+	static   StaticRouter
+	log      *slog.Logger
 }
 
 func newForwarder(f *front, pool Pool) *forwarder {
-	return &forwarder{f: f, pool: pool, static: f.static, log: f.log}
+	fw := &forwarder{f: f, pool: pool, static: f.static, log: f.log}
+	fw.recycler, _ = pool.(ResponseRecycler)
+	return fw
+}
+
+// done ends the use of a response that respond wrote to the client.
+func (fw *forwarder) done(res *http.Response) {
+	if fw.recycler != nil {
+		fw.recycler.Done(res)
+		return
+	}
+	res.Body.Close()
 }
 
 func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -184,7 +196,7 @@ var (
 // fields, then the body, flushed whenever the app has nothing more ready,
 // then the trailers.
 func (fw *forwarder) respond(w http.ResponseWriter, r *http.Request, res *http.Response, info *reqinfo.Info) {
-	defer res.Body.Close()
+	defer fw.done(res)
 	dst := w.Header()
 	copyResponseHeader(dst, res.Header)
 	announced := len(res.Trailer)

@@ -30,6 +30,14 @@ type Pool interface {
 	RoundTrip(r *http.Request) (*http.Response, error)
 }
 
+// ResponseRecycler is a Pool that can reuse a response's memory once the
+// front has written it to the client (*workers.Pool). Done closes the
+// body; the front uses neither the Response nor its Header map after it,
+// only header values it copied.
+type ResponseRecycler interface {
+	Done(resp *http.Response)
+}
+
 // StaticRouter serves files for URL prefixes (*static.Server).
 type StaticRouter interface {
 	// Match returns the handler of the mount serving path, if any.

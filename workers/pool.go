@@ -372,17 +372,33 @@ func (p *Pool) takeSmall(r *http.Request, resp *http.Response, respBuf int64) (*
 	if r.Method == http.MethodHead || resp.ContentLength <= 0 || resp.ContentLength > respBuf || resp.StatusCode == http.StatusSwitchingProtocols {
 		return resp, nil
 	}
+	hd := h1.HeadOf(resp)
 	b, err := readBody(resp.Body, resp.ContentLength)
 	if err != nil {
 		resp.Body.Close()
 		return nil, err
 	}
+	b.head = hd
 	resp.Body = b
 	return resp, nil
 }
 
+// Done ends the caller's use of a response from RoundTrip: it closes the
+// body and lets the transport reuse the memory the response was parsed
+// into, which spares the collector most of what a forwarded request
+// allocates. After Done, neither resp nor its Header map may be used;
+// header values may (they are not reused).
+func (p *Pool) Done(resp *http.Response) {
+	var hd h1.Head
+	if mb, ok := resp.Body.(*memBody); ok && mb.live {
+		hd = mb.head
+	}
+	resp.Body.Close()
+	hd.Recycle()
+}
+
 // readBody reads a response body of known length n into memory.
-func readBody(rc io.ReadCloser, n int64) (io.ReadCloser, error) {
+func readBody(rc io.ReadCloser, n int64) (*memBody, error) {
 	mb := newMemBody(int(n))
 	_, err := io.ReadFull(rc, mb.buf)
 	if err == nil {
@@ -411,7 +427,8 @@ func readBody(rc io.ReadCloser, n int64) (io.ReadCloser, error) {
 type memBody struct {
 	bytes.Reader
 	buf  []byte
-	live bool // between newMemBody and Close
+	live bool    // between newMemBody and Close
+	head h1.Head // the block the response was parsed into, for Done
 }
 
 // memBodyKeep is the largest buffer a closed memBody keeps for reuse.
@@ -432,7 +449,7 @@ func (b *memBody) Close() error {
 	if !b.live {
 		return nil // closed already: it may be someone else's now
 	}
-	b.live = false
+	b.live, b.head = false, h1.Head{}
 	b.Reset(nil)
 	if cap(b.buf) <= memBodyKeep {
 		b.buf = b.buf[:0]

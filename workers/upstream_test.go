@@ -494,3 +494,42 @@ func TestSpooledResponseClosedEarlyAbortsTheApp(t *testing.T) {
 		t.Fatal("the app's exchange was not ended when the spooled body was closed")
 	}
 }
+
+// TestDoneRecyclesResponses: responses handed back with Done are parsed
+// into again by other requests running at the same time, and header
+// values taken before Done (as the proxy shares them with the response it
+// writes) keep their own request's text.
+func TestDoneRecyclesResponses(t *testing.T) {
+	a := newCounting(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Path", r.URL.Path)
+		io.WriteString(w, r.URL.Path)
+	}))
+	p := newPool(t, Config{Upstreams: []string{addr(a.Server)}})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			var kept [][]string
+			for i := range 100 {
+				path := fmt.Sprintf("/%d/%d", g, i)
+				req, _ := http.NewRequest("GET", "http://app"+path, nil)
+				resp, err := p.RoundTrip(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				if err != nil || string(body) != path {
+					t.Errorf("%s: body %q, %v", path, body, err)
+				}
+				kept = append(kept, resp.Header["X-Path"])
+				p.Done(resp)
+			}
+			for i, v := range kept {
+				if want := fmt.Sprintf("/%d/%d", g, i); len(v) != 1 || v[0] != want {
+					t.Errorf("X-Path kept from %s is now %q", want, v)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/textproto"
+	"sync"
 
 	"github.com/gatehouse/gatehouse/internal/ascii"
 )
@@ -29,16 +30,54 @@ func parseHead(br *bufio.Reader, r *http.Request) (resp *http.Response, length i
 	return &hd.resp, hd.resp.ContentLength, true
 }
 
-// inlineVals is how many header values a head block holds without a
-// separate array: enough for a typical app response.
-const inlineVals = 8
-
-// head is a parsed response with its body and header values in one
-// allocation, rather than three.
+// head is a parsed response with its body in one allocation. Heads are
+// recycled (Head.Recycle) with their header map, cleared: the rest of the
+// allocations for a response are the head's text and its values array,
+// which callers may keep (a proxy shares the values with the response it
+// writes to its client).
 type head struct {
 	resp http.Response
 	body body
-	vals [inlineVals]string
+	h    http.Header // resp.Header, kept empty across recycling
+}
+
+var heads = sync.Pool{New: func() any { return new(head) }}
+
+// Head is the block a response from Transport was parsed into, when it
+// was (HeadOf). The zero Head is none.
+type Head struct{ hd *head }
+
+// HeadOf returns the block resp was parsed into, or the zero Head. Call it
+// before replacing resp.Body: the body is what identifies the block.
+func HeadOf(resp *http.Response) Head {
+	if b, ok := resp.Body.(*body); ok && b.hd != nil && &b.hd.resp == resp {
+		return Head{b.hd}
+	}
+	return Head{}
+}
+
+// Recycle hands the response's block back for a later response, saving
+// its allocation (about 900 bytes a response). Only a caller that owns the
+// response may call it, once it has closed the body and is done with the
+// Response and its Header map; header values may still be used, as they
+// live apart. A body not yet closed and released keeps the block from
+// being reused.
+func (h Head) Recycle() {
+	hd := h.hd
+	if hd == nil {
+		return
+	}
+	b := &hd.body
+	b.mu.Lock()
+	done := b.closed && b.c == nil && !b.reading
+	b.mu.Unlock()
+	if !done {
+		return
+	}
+	m := hd.h
+	clear(m)
+	*hd = head{h: m}
+	heads.Put(hd)
 }
 
 // parseHeadBlock is parseHead returning the whole block, so that the
@@ -74,13 +113,20 @@ func parseHeadBlock(br *bufio.Reader, r *http.Request) (hd *head, ok bool) {
 	// Count the fields first, to size the map and the value array once.
 	lines := bytes.Count(raw[eol+2:], []byte("\r\n"))
 	s := string(raw) // the one allocation for all the text
-	h := make(http.Header, lines)
-	hd = new(head)
-	var length int64
-	vals := hd.vals[:]
-	if lines > inlineVals {
-		vals = make([]string, lines)
+	blk := heads.Get().(*head)
+	defer func() {
+		if !ok { // a head net/http is to read: the block goes back unused
+			clear(blk.h)
+			heads.Put(blk)
+		}
+	}()
+	h := blk.h
+	if h == nil {
+		h = make(http.Header, lines)
+		blk.h = h
 	}
+	vals := make([]string, lines)
+	var length int64
 	length = -2 // none seen
 	chunked := false
 	for i, pos := 0, eol+2; pos < len(s); i++ {
@@ -132,6 +178,8 @@ func parseHeadBlock(br *bufio.Reader, r *http.Request) (hd *head, ok bool) {
 	if length == -2 && !chunked {
 		return nil, false // read to EOF: rare, and net/http knows it
 	}
+	hd = blk
+	hd.body.hd = hd
 	hd.resp = http.Response{
 		Status:        s[9:eol],
 		StatusCode:    code,

@@ -659,6 +659,7 @@ func closeBody(b io.ReadCloser) {
 // end. Read and Close may be called from different goroutines; a Close
 // during a blocked Read aborts it.
 type body struct {
+	hd *head // the block it is part of, if any
 	mu sync.Mutex
 	c  *conn // nil once released
 	// One of three framings: net/http's body (rc), a length (remain

@@ -224,6 +224,12 @@ func (x *exchange) Value(k any) any {
 		return x
 	case exchangeKey{}:
 		return x
+	case h1.CheckedKey{}:
+		// Requests on gatehouse's HTTP/1 server (internal/h1srv, which
+		// refuses invalid field names and values) carry only fields
+		// that parser accepted and the ones rewrite builds: the
+		// transport need not check them again.
+		return x.perConn
 	}
 	return x.Context.Value(k)
 }

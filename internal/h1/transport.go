@@ -77,6 +77,14 @@ type Transport struct {
 // instead.
 type InformationalKey struct{}
 
+// CheckedKey is the context key under which a caller says, with the value
+// true, that the request's header field names and values are valid
+// already: parsed by a server that refuses invalid ones, and added to
+// only with values built valid. The transport then skips its own check of
+// every field (a few hundred nanoseconds for a proxied request's dozen
+// fields); the request line and Host are still checked.
+type CheckedKey struct{}
+
 // Informational receives 1xx responses other than 101. An error aborts the
 // exchange.
 type Informational interface {
@@ -227,11 +235,12 @@ func (t *Transport) RoundTripTimeout(r *http.Request, timeout time.Duration) (*h
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
-	if err := validRequest(r); err != nil {
+	ctx := r.Context()
+	checked, _ := ctx.Value(CheckedKey{}).(bool)
+	if err := validRequest(r, !checked); err != nil {
 		closeBody(r.Body)
 		return nil, &Error{Op: "write", Err: err}
 	}
-	ctx := r.Context()
 	trace := httptrace.ContextClientTrace(ctx)
 	sent := false
 	req := r

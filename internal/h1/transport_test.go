@@ -553,21 +553,50 @@ func TestHeaderTooLarge(t *testing.T) {
 
 func TestInvalidRequest(t *testing.T) {
 	t.Parallel()
-	tr := tcpTransport("127.0.0.1:1")
-	for name, mod := range map[string]func(*http.Request){
+	refuseInvalid(t, false, map[string]func(*http.Request){
 		"header value": func(r *http.Request) { r.Header.Set("X", "a\r\nInjected: 1") },
 		"header name":  func(r *http.Request) { r.Header["X Y"] = []string{"1"} },
 		"host":         func(r *http.Request) { r.Host = "a\nb" },
 		"method":       func(r *http.Request) { r.Method = "GET /x" },
 		"https":        func(r *http.Request) { r.URL.Scheme = "https" },
-	} {
-		req := mustRequest(t, "GET", "http://example/")
+		"target":       func(r *http.Request) { r.URL.Opaque = "/a b" },
+	})
+}
+
+// refuseInvalid sends requests changed by each mod to a live backend and
+// checks that each fails as invalid and unsent, with the request marked
+// CheckedKey when checked.
+func refuseInvalid(t *testing.T, checked bool, mods map[string]func(*http.Request)) {
+	var reqs atomic.Int32
+	b := newBackend(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reqs.Add(1) }))
+	tr := newTransport(t, b.Listener.Addr().String())
+	for name, mod := range mods {
+		req := mustRequest(t, "GET", b.URL+"/")
+		if checked {
+			req = req.WithContext(context.WithValue(req.Context(), CheckedKey{}, true))
+		}
 		mod(req)
 		_, err := tr.RoundTrip(req)
-		if err == nil || Sent(err) {
-			t.Errorf("%s: err = %v, want an unsent error", name, err)
+		var he *Error
+		if err == nil || Sent(err) || !errors.As(err, &he) || he.Op != "write" {
+			t.Errorf("%s: err = %v, want an unsent write error", name, err)
 		}
 	}
+	if n := reqs.Load(); n != 0 {
+		t.Errorf("the backend saw %d requests, want none", n)
+	}
+}
+
+// TestCheckedRequest: a request marked CheckedKey skips the field check
+// only; its request line and Host are still refused when they would
+// inject bytes.
+func TestCheckedRequest(t *testing.T) {
+	t.Parallel()
+	refuseInvalid(t, true, map[string]func(*http.Request){
+		"host":   func(r *http.Request) { r.Host = "a\nb" },
+		"method": func(r *http.Request) { r.Method = "GET /x" },
+		"target": func(r *http.Request) { r.URL.Opaque = "/a b" },
+	})
 }
 
 func TestDialError(t *testing.T) {

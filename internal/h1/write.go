@@ -12,8 +12,9 @@ import (
 )
 
 // validRequest rejects what would let a caller inject bytes into the
-// request head (CR or LF in a header), as net/http.Transport does.
-func validRequest(r *http.Request) error {
+// request head (CR or LF in a header), as net/http.Transport does; the
+// header fields only when fields is true (see CheckedKey).
+func validRequest(r *http.Request, fields bool) error {
 	if r.URL == nil {
 		return errors.New("nil Request.URL")
 	}
@@ -34,6 +35,9 @@ func validRequest(r *http.Request) error {
 	}
 	if !validValue(host) || strings.ContainsAny(host, " /") {
 		return fmt.Errorf("invalid Host %q", host)
+	}
+	if !fields {
+		return nil
 	}
 	for k, vs := range r.Header {
 		if !validToken(k) {

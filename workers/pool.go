@@ -184,7 +184,17 @@ func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 	var tried map[*member]bool
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		m, waited, err := p.acquire(r.Context(), tried)
+		// The front read the clock when the request arrived, microseconds
+		// ago: the first attempt counts its queue wait (and picks among
+		// backends) from then, sparing two clock reads a request.
+		var begin time.Time
+		if attempt == 0 && info != nil {
+			begin = info.Start
+		}
+		if begin.IsZero() {
+			begin = time.Now()
+		}
+		m, waited, err := p.acquire(r.Context(), tried, begin)
 		p.met.queueWait.Observe(waited.Seconds())
 		if err != nil {
 			if lastErr != nil && errors.Is(err, backend.ErrNoBackend) {
@@ -205,7 +215,7 @@ func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 				return nil, fmt.Errorf("%w: retrying after %w: %w", backend.ErrBackendFailed, lastErr, err)
 			}
 		}
-		resp, err := p.send(out, m)
+		resp, err := p.send(out, m, begin.Add(waited))
 		if err == nil {
 			if info != nil {
 				info.Upstream = m.name
@@ -279,11 +289,10 @@ func replay(r *http.Request) (*http.Request, error) {
 
 // send makes one attempt on m, which acquire reserved. The slot is released
 // when the response body is closed (or at once on error).
-func (p *Pool) send(r *http.Request, m *member) (*http.Response, error) {
+func (p *Pool) send(r *http.Request, m *member, start time.Time) (*http.Response, error) {
 	p.mu.Lock()
 	timeout, respBuf, spoolMax := p.cfg.Timeout.D(), p.respBuf, p.spoolMax
 	p.mu.Unlock()
-	start := time.Now()
 	// The transports bound the exchange themselves, from one watchdog
 	// goroutine (internal/watchdog), and report in their errors whether
 	// anything was sent (h1.Error.Sent, dialError): no derived context,
@@ -494,10 +503,10 @@ func (b *rwBody) Write(p []byte) (int, error) { return b.w.Write(p) }
 // acquire reserves a slot on the least-busy usable member not in tried,
 // waiting in the FIFO queue while all are busy. A freed slot is handed
 // straight to the first waiter (dispatchLocked), so a request arriving
-// later never overtakes one that waited. It returns how long it waited.
-func (p *Pool) acquire(ctx context.Context, tried map[*member]bool) (*member, time.Duration, error) {
+// later never overtakes one that waited. It returns how long it waited
+// since start, the time the request began to wait.
+func (p *Pool) acquire(ctx context.Context, tried map[*member]bool, start time.Time) (*member, time.Duration, error) {
 	var (
-		start = time.Now()
 		timer *time.Timer
 		w     *waiter
 	)

@@ -143,7 +143,7 @@ type conn struct {
 	// in the same step (sockwait.Socket.WriteWait): set for the flush
 	// that ends the request.
 	waitAfter bool
-	idleAt    time.Time
+	idleAt    time.Duration // monoNow when put on the idle list
 	gen       int
 	limit     int  // bytes left for the response head
 	capped    bool // limit applies
@@ -515,7 +515,7 @@ func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, f
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
-		idle := time.Since(c.idleAt)
+		idle := monoNow() - c.idleAt
 		if idle > timeout || (c.sock != nil && !(replayable && idle < trustIdle) && !c.sock.Alive()) {
 			c.close()
 			continue
@@ -547,10 +547,17 @@ func (t *Transport) getConn(ctx context.Context, trace *httptrace.ClientTrace, f
 	return c, nil
 }
 
+// monoEpoch and monoNow time idle connections with the monotonic clock
+// alone: one clock read where time.Now makes two (wall and monotonic),
+// on a path every request takes twice.
+var monoEpoch = time.Now()
+
+func monoNow() time.Duration { return time.Since(monoEpoch) }
+
 // put adds c to the idle list, or closes it when the list is full.
 func (t *Transport) put(c *conn) {
 	max := t.maxIdle()
-	c.idleAt = time.Now()
+	c.idleAt = monoNow()
 	t.mu.Lock()
 	if len(t.idle) >= max || c.gen != t.closed {
 		t.mu.Unlock()
@@ -575,10 +582,10 @@ func (t *Transport) put(c *conn) {
 // put appends and getConn takes from the end.
 func (t *Transport) sweep() {
 	timeout := t.idleTimeout()
-	now := time.Now()
+	now := monoNow()
 	t.mu.Lock()
 	i := 0
-	for i < len(t.idle) && now.Sub(t.idle[i].idleAt) >= timeout {
+	for i < len(t.idle) && now-t.idle[i].idleAt >= timeout {
 		i++
 	}
 	old := make([]*conn, i)
@@ -587,7 +594,7 @@ func (t *Transport) sweep() {
 	clear(t.idle[n:])
 	t.idle = t.idle[:n]
 	if n > 0 {
-		t.timer.Reset(t.idle[0].idleAt.Add(timeout).Sub(now))
+		t.timer.Reset(t.idle[0].idleAt + timeout - now)
 	} else {
 		t.armed = false
 	}

@@ -476,7 +476,7 @@ func (w *worker) spawn() error {
 	cmd.Env = env
 	cmd.Dir = cfg.Chdir
 	cmd.ExtraFiles = extra
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = workerProcAttr()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -729,6 +729,11 @@ func (w *worker) fillStatus(ms *MemberStatus) {
 // sampleMemory measures every live worker on an interval (idle and stuck
 // ones too, not only at request end) and enforces max_rss / max_rss_hard.
 func (s *supervisor) sampleMemory() {
+	if _, err := os.Stat("/proc/self/smaps_rollup"); err != nil {
+		// Not Linux (a development machine), or a kernel before 4.14.
+		s.log.Warn("worker memory cannot be measured on this system, so max_rss and max_rss_hard are not enforced: it needs /proc/PID/smaps_rollup (Linux 4.14 or later)", "error", err)
+		return
+	}
 	for {
 		cfg := s.config()
 		t := time.NewTimer(cfg.MemoryInterval.D())

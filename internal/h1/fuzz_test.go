@@ -141,6 +141,11 @@ func FuzzParseHead(f *testing.F) {
 		"HTTP/1.1 200 OK\r\n X: folded\r\nContent-Length: 1\r\n\r\n",
 		"HTTP/1.1 200 OK\nContent-Length: 1\n\n",
 		"HTTP/1.1 500 Internal Server Error\r\nCONTENT-length: 3\r\n\r\n",
+		"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\nx-request-id: a\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-A: a\r\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-A: a\nb\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-A:\r\nContent-Length: 0\r\n\r\n",
 	} {
 		f.Add([]byte(s), false)
 	}

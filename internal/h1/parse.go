@@ -130,27 +130,49 @@ func parseHeadBlock(br *bufio.Reader, r *http.Request) (hd *head, ok bool) {
 	length = -2 // none seen
 	chunked := false
 	for i, pos := 0, eol+2; pos < len(s); i++ {
-		next := indexCRLF(s, pos)
-		line := s[pos:next]
-		pos = next + 2
-		colon := -1
-		for j := 0; j < len(line); j++ {
-			if line[j] == ':' {
+		// One pass over the line: the name up to the colon (token
+		// characters only, noting whether it is in canonical form
+		// already), then the value up to its CR, which must start the
+		// line's CRLF (raw ends each line with one).
+		colon, canon, upper := -1, true, true
+		for j := pos; j < len(s); j++ {
+			c := s[j]
+			if c == ':' {
 				colon = j
 				break
 			}
-			if !tokenChars[line[j]] {
+			if !tokenChars[c] {
 				return nil, false // obs-fold, space before colon, bad name
 			}
+			if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+				canon = false
+			}
+			upper = c == '-'
 		}
-		if colon <= 0 {
+		if colon <= pos {
 			return nil, false
 		}
-		v := ascii.TrimOWS(line[colon+1:])
-		if !cleanLine(v) {
+		cr := -1
+		for j := colon + 1; j < len(s); j++ {
+			if c := s[j]; c < ' ' || c == 0x7f {
+				if c == '\r' && j+1 < len(s) && s[j+1] == '\n' {
+					cr = j
+					break
+				}
+				if c != '\t' {
+					return nil, false // a control character, a bare CR or LF
+				}
+			}
+		}
+		if cr < 0 {
 			return nil, false
 		}
-		key := textproto.CanonicalMIMEHeaderKey(line[:colon])
+		v := ascii.TrimOWS(s[colon+1 : cr])
+		key := s[pos:colon]
+		pos = cr + 2
+		if !canon {
+			key = textproto.CanonicalMIMEHeaderKey(key)
+		}
 		switch key {
 		case "Connection", "Trailer":
 			return nil, false
@@ -196,15 +218,6 @@ func parseHeadBlock(br *bufio.Reader, r *http.Request) (hd *head, ok bool) {
 	}
 	br.Discard(end + 4)
 	return hd, true
-}
-
-func indexCRLF(s string, from int) int {
-	for i := from; i+1 < len(s); i++ {
-		if s[i] == '\r' && s[i+1] == '\n' {
-			return i
-		}
-	}
-	return len(s)
 }
 
 // cleanLine reports whether b has no control characters but HTAB: no

@@ -23,8 +23,9 @@
 // context.AfterFunc to cut the connection when the client leaves cost
 // about ten allocations, two timer updates and two lock round trips on
 // the parent context for every proxied request, a tenth of gatehouse's
-// CPU when forwarding small responses. Here a request costs one map insert
-// and one delete under a mutex, and the price is precision: the abort
+// CPU when forwarding small responses. Here a request costs linking its
+// entry into a list and unlinking it, under a mutex, and the price is
+// precision: the abort
 // comes up to one tick (Tick) after the client left or the deadline
 // passed, which for timeouts of seconds and for clients that have gone
 // does not matter.
@@ -69,6 +70,12 @@ type Entry struct {
 	ctx      context.Context
 	deadline atomic.Int64 // Unix nanoseconds; 0: none
 	fired    atomic.Uint32
+
+	// The Dog's list of watched entries, under its mu: an intrusive list
+	// links and unlinks without hashing or allocating, where a map did
+	// both for every exchange.
+	prev, next *Entry
+	linked     bool
 }
 
 // Fired reports whether, and why, the entry was aborted since Watch.
@@ -106,8 +113,34 @@ func (e *Entry) ClearDeadline() { e.deadline.Store(0) }
 // no Close.
 type Dog struct {
 	mu      sync.Mutex
-	busy    map[*Entry]struct{}
+	head    Entry // sentinel of the circular list of watched entries
+	n       int   // entries watched
 	running bool
+}
+
+// link adds e to the list; d.mu is held.
+func (d *Dog) link(e *Entry) {
+	if d.head.next == nil {
+		d.head.next, d.head.prev = &d.head, &d.head
+	}
+	if e.linked {
+		return
+	}
+	e.prev, e.next = d.head.prev, &d.head
+	d.head.prev.next = e
+	d.head.prev = e
+	e.linked = true
+	d.n++
+}
+
+// unlink removes e from the list; d.mu is held.
+func (d *Dog) unlink(e *Entry) {
+	if !e.linked {
+		return
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next, e.linked = nil, nil, false
+	d.n--
 }
 
 // Watch starts watching e for ctx and deadline (zero: none).
@@ -120,10 +153,7 @@ func (d *Dog) Watch(e *Entry, ctx context.Context, deadline time.Time) {
 	}
 	e.deadline.Store(dl)
 	d.mu.Lock()
-	if d.busy == nil {
-		d.busy = make(map[*Entry]struct{})
-	}
-	d.busy[e] = struct{}{}
+	d.link(e)
 	if !d.running {
 		d.running = true
 		go d.run()
@@ -135,7 +165,7 @@ func (d *Dog) Watch(e *Entry, ctx context.Context, deadline time.Time) {
 // returns, Abort is not called for this exchange.
 func (d *Dog) Release(e *Entry) Reason {
 	d.mu.Lock()
-	delete(d.busy, e)
+	d.unlink(e)
 	d.mu.Unlock()
 	e.ctx = nil
 	return e.Fired()
@@ -145,7 +175,7 @@ func (d *Dog) Release(e *Entry) Reason {
 func (d *Dog) Watching() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.busy)
+	return d.n
 }
 
 func (d *Dog) run() {
@@ -155,7 +185,7 @@ func (d *Dog) run() {
 	for range t.C {
 		now := time.Now().UnixNano()
 		d.mu.Lock()
-		if len(d.busy) == 0 {
+		if d.n == 0 {
 			if idle++; idle >= idleTicks {
 				d.running = false
 				d.mu.Unlock()
@@ -168,7 +198,7 @@ func (d *Dog) run() {
 		// Aborts run under the lock, so that Release, which takes it,
 		// cannot return while one is under way: the caller may reuse the
 		// connection right after. An abort is a deadline set on a socket.
-		for e := range d.busy {
+		for e := d.head.next; e != &d.head; e = e.next {
 			if e.fired.Load() != uint32(None) {
 				continue
 			}

@@ -47,6 +47,7 @@ func (p *Pool) drain(m *member) <-chan struct{} {
 		p.met.workers.WithLabelValues("draining").Inc()
 	}
 	m.state = stateDraining
+	m.down.Store(false)
 	if m.active == 0 {
 		close(ch)
 	} else {
@@ -94,6 +95,7 @@ func (p *Pool) setLimits(cfg Config) {
 	p.mu.Lock()
 	p.cfg = cfg
 	p.respBuf = int64(cfg.ResponseBuffer)
+	p.storeLimitsLocked()
 	p.dispatchLocked()
 	p.mu.Unlock()
 }

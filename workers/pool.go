@@ -50,6 +50,7 @@ type Pool struct {
 
 	respBuf  int64 // responses up to this size are read whole at once (under mu)
 	spoolMax int64 // responses above respBuf, up to this, are spooled to a file (under mu)
+	lim      atomic.Pointer[sendLimits]
 
 	mu        sync.Mutex
 	cfg       Config
@@ -101,6 +102,24 @@ type member struct {
 	drained   chan struct{} // closed when removed and active reaches 0
 
 	okCount atomic.Pointer[prometheus.Counter] // the "ok" requests counter, resolved once
+	// down mirrors state == stateDown (set and cleared under Pool.mu), so
+	// that markUp after every answer takes the lock only when it has
+	// something to do.
+	down atomic.Bool
+}
+
+// sendLimits are the settings send reads for every request, replaced
+// whole (storeLimitsLocked) when one changes, so that reading them takes
+// no lock.
+type sendLimits struct {
+	timeout           time.Duration
+	respBuf, spoolMax int64
+}
+
+// storeLimitsLocked publishes cfg.Timeout, respBuf and spoolMax to send;
+// p.mu is held.
+func (p *Pool) storeLimitsLocked() {
+	p.lim.Store(&sendLimits{timeout: p.cfg.Timeout.D(), respBuf: p.respBuf, spoolMax: p.spoolMax})
 }
 
 // countOK counts a successful request without a label lookup per request.
@@ -133,6 +152,7 @@ func New(cfg Config, opts Options) (*Pool, error) {
 		log = slog.Default()
 	}
 	p := &Pool{kind: cfg.Kind(), cfg: cfg, log: log.With("component", "workers"), respBuf: int64(cfg.ResponseBuffer), spoolMax: maxSpool}
+	p.storeLimitsLocked() // no one else has p yet
 	p.bg, p.stopBg = context.WithCancel(context.Background())
 	p.met = newMetrics(p)
 	if opts.Registerer != nil {
@@ -290,9 +310,8 @@ func replay(r *http.Request) (*http.Request, error) {
 // send makes one attempt on m, which acquire reserved. The slot is released
 // when the response body is closed (or at once on error).
 func (p *Pool) send(r *http.Request, m *member, start time.Time) (*http.Response, error) {
-	p.mu.Lock()
-	timeout, respBuf, spoolMax := p.cfg.Timeout.D(), p.respBuf, p.spoolMax
-	p.mu.Unlock()
+	lim := p.lim.Load()
+	timeout, respBuf, spoolMax := lim.timeout, lim.respBuf, lim.spoolMax
 	// The transports bound the exchange themselves, from one watchdog
 	// goroutine (internal/watchdog), and report in their errors whether
 	// anything was sent (h1.Error.Sent, dialError): no derived context,
@@ -736,6 +755,7 @@ func (p *Pool) markDown(m *member, err error) {
 	m.downUntil = time.Now().Add(backoff)
 	was := m.state
 	m.state = stateDown
+	m.down.Store(true)
 	p.mu.Unlock()
 	// Requests queued meanwhile get another look once the probe is due.
 	time.AfterFunc(backoff, func() {
@@ -754,6 +774,9 @@ func (p *Pool) markDown(m *member, err error) {
 
 // markUp puts a member that answered back in service.
 func (p *Pool) markUp(m *member) {
+	if !m.down.Load() {
+		return
+	}
 	p.mu.Lock()
 	was := m.state
 	if was != stateDown {
@@ -761,6 +784,7 @@ func (p *Pool) markUp(m *member) {
 		return
 	}
 	m.state, m.fails, m.probing = stateReady, 0, false
+	m.down.Store(false)
 	p.dispatchLocked()
 	p.mu.Unlock()
 	p.met.healthy.WithLabelValues(m.label).Set(1)

@@ -32,6 +32,7 @@ func (p *Pool) setUpstreams(cfg Config) {
 	}
 	for _, m := range old {
 		m.removed, m.state = true, stateDraining
+		m.down.Store(false)
 		if m.idle != nil && m.active == 0 {
 			m.idle()
 		}
@@ -40,6 +41,7 @@ func (p *Pool) setUpstreams(cfg Config) {
 	p.members = members
 	p.cfg = cfg
 	p.respBuf = int64(cfg.ResponseBuffer)
+	p.storeLimitsLocked()
 	p.dispatchLocked()
 	p.mu.Unlock()
 }

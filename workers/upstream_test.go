@@ -474,6 +474,7 @@ func TestSpooledResponseClosedEarlyAbortsTheApp(t *testing.T) {
 	p := newPool(t, Config{Upstreams: []string{addr(s.Server)}})
 	p.mu.Lock()
 	p.respBuf, p.spoolMax = 1<<10, 64<<20
+	p.storeLimitsLocked()
 	p.mu.Unlock()
 	req := httptest.NewRequest("GET", "http://app/", nil)
 	resp, err := p.RoundTrip(req)

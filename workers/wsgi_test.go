@@ -407,6 +407,7 @@ func TestWSGISlowClientDoesNotHoldWorker(t *testing.T) {
 			if tt.buf < 0 {
 				p.mu.Lock()
 				p.spoolMax = 0
+				p.storeLimitsLocked()
 				p.mu.Unlock()
 			}
 			// A client that asks for 4 MiB and reads nothing: raw TCP, so

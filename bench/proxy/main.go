@@ -4,7 +4,7 @@
 //   - the same small response fetched directly from a backend, through
 //     gatehouse (app.upstreams), and through nginx (upstream keepalive),
 //     once as a minimal proxy_pass and once sending the headers gatehouse
-//     sends by default (the same job); wrk, 3 interleaved rounds per
+//     sends by default (the same job); wrk, 5 interleaved rounds per
 //     target, medians reported, with ratios and CPU per request;
 //   - gatehouse's resident memory idle and holding 10,000 idle keep-alive
 //     client connections (nginx's too, for scale).
@@ -40,7 +40,7 @@ import (
 
 var (
 	duration = flag.Duration("duration", 5*time.Second, "length of one wrk run")
-	rounds   = flag.Int("rounds", 3, "interleaved rounds per target (the median is reported)")
+	rounds   = flag.Int("rounds", 5, "interleaved rounds per target (the median is reported)")
 	conns    = flag.Int("connections", 64, "wrk connections")
 	idle     = flag.Int("idle", 10000, "idle keep-alive connections for the memory test")
 	out      = flag.String("out", "", "also write the report to this file")
@@ -352,6 +352,7 @@ func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s |\n", row.name, row.r.rps, ms(row.r.p50), ms(row.r.p90), ms(row.r.p99), added)
 	}
 	fmt.Fprintf(&b, "\n- throughput gatehouse / nginx: **%.2fx** (target >= 0.9x)\n", g.rps/n.rps)
+	fmt.Fprintf(&b, "- in each round (the targets run one after another within a round, so a round's ratio is the least disturbed by other load): %s\n", roundRatios(res["gatehouse"], res["nginx"]))
 	fmt.Fprintf(&b, "- added p99 gatehouse / nginx: %s vs %s (target: no worse)\n", ms(g.p99-d.p99), ms(n.p99-d.p99))
 	fmt.Fprintf(&b, "- the same against nginx sending what gatehouse sends by default (X-Forwarded-Host, X-Request-Id both ways, X-Request-Start, three security headers): **%.2fx**, added p99 %s vs %s\n", g.rps/ns.rps, ms(g.p99-d.p99), ms(ns.p99-d.p99))
 	fmt.Fprintf(&b, "\n| CPU per request (medians) | proxy | backend |\n|---|---:|---:|\n")
@@ -367,6 +368,15 @@ func formatReport(res map[string][]wrkResult, ghIdle, ghHeld, ngIdle, ngHeld int
 	fmt.Fprintf(&b, "| nginx (master + workers) | %.1f MiB | %.1f MiB |\n", float64(ngIdle)/1024, float64(ngHeld)/1024)
 	fmt.Fprintf(&b, "\nTargets: gatehouse under 30 MiB idle, under 150 MiB with 10,000 connections.\n")
 	return b.String()
+}
+
+// roundRatios lists a/b's throughput round by round.
+func roundRatios(a, b []wrkResult) string {
+	var parts []string
+	for i := range min(len(a), len(b)) {
+		parts = append(parts, fmt.Sprintf("%.2fx", a[i].rps/b[i].rps))
+	}
+	return strings.Join(parts, " ")
 }
 
 // us prints a CPU time in microseconds.

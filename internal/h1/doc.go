@@ -27,7 +27,11 @@
 // bufio.Reader and return. The common head (HTTP/1.1, framed by
 // Content-Length or chunked, wholly in the buffer) is parsed in place into
 // one string; anything else goes to net/http's parser, http.ReadResponse,
-// and FuzzParseHead checks that the two agree. The response Body gives the
+// and FuzzParseHead checks that the two agree. A caller done with such a
+// response (a proxy that has written it on) can hand its Response and
+// header map back for the next one (HeadOf, Head.Recycle). A caller that
+// says its request's fields are valid already (CheckedKey) spares the
+// check of every field. The response Body gives the
 // connection back when it has been read to the end. On a socket the
 // request's last write and the wait for the response are one step
 // (internal/sockwait), so an exchange costs one write and one read, not

@@ -573,6 +573,14 @@ func (c *conn) handle(tmpl *http.Request) bool {
 		if d == 0 {
 			d = defaultCloseDelay
 		}
+		if d >= tickEvery {
+			// The coarse clock can be a tick behind, so after(d) alone
+			// comes due after as little as d minus a tick: the watch then
+			// started for one forwarded request in eight, each a
+			// goroutine and three system calls, on a loaded machine
+			// where they took 2 ms. A tick more makes d a floor.
+			d += tickEvery
+		}
 		c.watchAt.Store(s.after(d))
 	}
 
@@ -986,6 +994,7 @@ func (c *conn) startWatchLocked() {
 	}
 	c.rpos, c.rend = 0, 0
 	c.watching, c.aborting = true, false
+	c.srv.watches.Add(1)
 	c.watchEnd = make(chan struct{})
 	go c.watch(c.watchEnd)
 }

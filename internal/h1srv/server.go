@@ -72,6 +72,7 @@ type Server struct {
 	clk       clock
 	sweepOnce sync.Once
 	busy      atomic.Bool // a bound was armed since the last tick
+	watches   atomic.Int64 // close watches started (for tests)
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is

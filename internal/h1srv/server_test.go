@@ -562,6 +562,28 @@ func TestContextCanceledWhenClientLeaves(t *testing.T) {
 	}
 }
 
+// TestNoWatchForShortHandlers: a handler shorter than CloseCheckDelay
+// never gets a close watch, wherever the sweeper's tick falls in it.
+func TestNoWatchForShortHandlers(t *testing.T) {
+	t.Parallel()
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(3 * time.Millisecond)
+	})}
+	addr := start(t, s)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	const n = 100
+	for range n {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		readResponses(t, br, "GET", 1)
+	}
+	// Without the extra tick about a third of them (3 ms of every 10 ms
+	// tick) were watched.
+	if got := s.watches.Load(); got != 0 {
+		t.Errorf("%d of %d requests of 3 ms got a close watch (CloseCheckDelay 10ms)", got, n)
+	}
+}
+
 func TestRequestFields(t *testing.T) {
 	t.Parallel()
 	got := make(chan *http.Request, 1)

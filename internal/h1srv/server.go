@@ -71,7 +71,7 @@ type Server struct {
 	base      srvbase.Base[*conn]
 	clk       clock
 	sweepOnce sync.Once
-	busy      atomic.Bool // a bound was armed since the last tick
+	busy      atomic.Bool  // a bound was armed since the last tick
 	watches   atomic.Int64 // close watches started (for tests)
 }
 

@@ -36,6 +36,7 @@ type Socket struct {
 	nw     int
 	wrerr  error
 	iov    [2]unix.Iovec
+	msg    unix.Msghdr // sendmsg's, pointing at iov during the call
 
 	// Read's state.
 	in   []byte
@@ -122,7 +123,7 @@ func (s *Socket) writeThenWait(fd uintptr) bool {
 		if len(p) > rawMax {
 			p = p[:rawMax]
 		}
-		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, errno := rawWrite(fd, p)
 		switch errno {
 		case 0:
 			s.written += int(n)
@@ -172,7 +173,7 @@ func (s *Socket) readRaw(fd uintptr) bool {
 		p = p[:rawMax]
 	}
 	for {
-		n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, errno := rawRead(fd, p)
 		switch errno {
 		case 0:
 			s.nin = int(n)
@@ -224,7 +225,7 @@ func (s *Socket) writeRaw(fd uintptr) bool {
 			budget -= m
 			n++
 		}
-		w, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&s.iov[0])), uintptr(n))
+		w, errno := s.rawWritev(fd, n)
 		s.iov = [2]unix.Iovec{} // hold no pointers into the buffers
 		switch errno {
 		case 0:

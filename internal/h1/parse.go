@@ -110,8 +110,10 @@ func parseHeadBlock(br *bufio.Reader, r *http.Request) (hd *head, ok bool) {
 		return nil, false
 	}
 
-	// Count the fields first, to size the map and the value array once.
-	lines := bytes.Count(raw[eol+2:], []byte("\r\n"))
+	// Count the fields first, to size the map and the value array once:
+	// by their LFs (the vectorised one-byte count; a bare LF, refused
+	// below, can only make the count too high).
+	lines := bytes.Count(raw[eol+2:], []byte{'\n'})
 	s := string(raw) // the one allocation for all the text
 	blk := heads.Get().(*head)
 	defer func() {

@@ -573,15 +573,18 @@ func (c *conn) handle(tmpl *http.Request) bool {
 		if d == 0 {
 			d = defaultCloseDelay
 		}
-		if d >= tickEvery {
+		if d < tickEvery {
+			// Shorter than the sweeper can time: watched from the
+			// start, as net/http does.
+			c.watchTimer()
+		} else {
 			// The coarse clock can be a tick behind, so after(d) alone
 			// comes due after as little as d minus a tick: the watch then
 			// started for one forwarded request in eight, each a
 			// goroutine and three system calls, on a loaded machine
 			// where they took 2 ms. A tick more makes d a floor.
-			d += tickEvery
+			c.watchAt.Store(s.after(d + tickEvery))
 		}
-		c.watchAt.Store(s.after(d))
 	}
 
 	panicked := c.runHandler(w, r)

@@ -56,7 +56,8 @@ type Server struct {
 	// client leaving (which cancels the request's context). net/http
 	// watches every request from the start, at the cost of a goroutine and
 	// three system calls each; short requests do not need it. Zero means
-	// 10ms; negative means never watch.
+	// 10ms; negative means never watch; under 10ms (the sweeper's tick)
+	// every request is watched from its start, as net/http does.
 	CloseCheckDelay time.Duration
 	// BaseContext returns the base context of the requests of ln's
 	// connections; nil means context.Background().

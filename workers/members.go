@@ -94,8 +94,7 @@ func (p *Pool) removeMember(m *member) {
 func (p *Pool) setLimits(cfg Config) {
 	p.mu.Lock()
 	p.cfg = cfg
-	p.respBuf = int64(cfg.ResponseBuffer)
-	p.storeLimitsLocked()
+	p.setSendLimits(cfg)
 	p.dispatchLocked()
 	p.mu.Unlock()
 }

@@ -48,9 +48,7 @@ type Pool struct {
 	stopBg context.CancelFunc
 	wg     sync.WaitGroup // background goroutines (health checks, supervisor)
 
-	respBuf  int64 // responses up to this size are read whole at once (under mu)
-	spoolMax int64 // responses above respBuf, up to this, are spooled to a file (under mu)
-	lim      atomic.Pointer[sendLimits]
+	lim atomic.Pointer[sendLimits] // what send reads for every request
 
 	mu        sync.Mutex
 	cfg       Config
@@ -109,17 +107,22 @@ type member struct {
 }
 
 // sendLimits are the settings send reads for every request, replaced
-// whole (storeLimitsLocked) when one changes, so that reading them takes
-// no lock.
+// whole when one changes (setSendLimits), so that reading them takes no
+// lock.
 type sendLimits struct {
-	timeout           time.Duration
-	respBuf, spoolMax int64
+	timeout  time.Duration
+	respBuf  int64 // responses up to this size are read whole at once
+	spoolMax int64 // responses above respBuf, up to this, are spooled to a file
 }
 
-// storeLimitsLocked publishes cfg.Timeout, respBuf and spoolMax to send;
-// p.mu is held.
-func (p *Pool) storeLimitsLocked() {
-	p.lim.Store(&sendLimits{timeout: p.cfg.Timeout.D(), respBuf: p.respBuf, spoolMax: p.spoolMax})
+// setSendLimits publishes cfg's timeout and response buffer, with the
+// spool bound kept as it was.
+func (p *Pool) setSendLimits(cfg Config) {
+	spoolMax := int64(maxSpool)
+	if old := p.lim.Load(); old != nil {
+		spoolMax = old.spoolMax
+	}
+	p.lim.Store(&sendLimits{timeout: cfg.Timeout.D(), respBuf: int64(cfg.ResponseBuffer), spoolMax: spoolMax})
 }
 
 // countOK counts a successful request without a label lookup per request.
@@ -151,8 +154,8 @@ func New(cfg Config, opts Options) (*Pool, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Pool{kind: cfg.Kind(), cfg: cfg, log: log.With("component", "workers"), respBuf: int64(cfg.ResponseBuffer), spoolMax: maxSpool}
-	p.storeLimitsLocked() // no one else has p yet
+	p := &Pool{kind: cfg.Kind(), cfg: cfg, log: log.With("component", "workers")}
+	p.setSendLimits(cfg)
 	p.bg, p.stopBg = context.WithCancel(context.Background())
 	p.met = newMetrics(p)
 	if opts.Registerer != nil {

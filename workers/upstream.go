@@ -40,8 +40,7 @@ func (p *Pool) setUpstreams(cfg Config) {
 	}
 	p.members = members
 	p.cfg = cfg
-	p.respBuf = int64(cfg.ResponseBuffer)
-	p.storeLimitsLocked()
+	p.setSendLimits(cfg)
 	p.dispatchLocked()
 	p.mu.Unlock()
 }

@@ -472,10 +472,7 @@ func TestSpooledResponseClosedEarlyAbortsTheApp(t *testing.T) {
 		}
 	}))
 	p := newPool(t, Config{Upstreams: []string{addr(s.Server)}})
-	p.mu.Lock()
-	p.respBuf, p.spoolMax = 1<<10, 64<<20
-	p.storeLimitsLocked()
-	p.mu.Unlock()
+	p.lim.Store(&sendLimits{timeout: p.lim.Load().timeout, respBuf: 1 << 10, spoolMax: 64 << 20})
 	req := httptest.NewRequest("GET", "http://app/", nil)
 	resp, err := p.RoundTrip(req)
 	if err != nil {

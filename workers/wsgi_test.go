@@ -405,10 +405,9 @@ func TestWSGISlowClientDoesNotHoldWorker(t *testing.T) {
 			cfg.ResponseBuffer = conf.Size(tt.buf)
 			p, _, url := startWSGI(t, cfg)
 			if tt.buf < 0 {
-				p.mu.Lock()
-				p.spoolMax = 0
-				p.storeLimitsLocked()
-				p.mu.Unlock()
+				lim := *p.lim.Load()
+				lim.spoolMax = 0
+				p.lim.Store(&lim)
 			}
 			// A client that asks for 4 MiB and reads nothing: raw TCP, so
 			// no client library reads ahead for it.

@@ -71,11 +71,10 @@ type Entry struct {
 	deadline atomic.Int64 // Unix nanoseconds; 0: none
 	fired    atomic.Uint32
 
-	// The Dog's list of watched entries, under its mu: an intrusive list
-	// links and unlinks without hashing or allocating, where a map did
-	// both for every exchange.
+	// The Dog's list of watched entries, under its mu (next is nil when
+	// e is not in it): an intrusive list links and unlinks without
+	// hashing or allocating, where a map did both for every exchange.
 	prev, next *Entry
-	linked     bool
 }
 
 // Fired reports whether, and why, the entry was aborted since Watch.
@@ -123,23 +122,22 @@ func (d *Dog) link(e *Entry) {
 	if d.head.next == nil {
 		d.head.next, d.head.prev = &d.head, &d.head
 	}
-	if e.linked {
+	if e.next != nil {
 		return
 	}
 	e.prev, e.next = d.head.prev, &d.head
 	d.head.prev.next = e
 	d.head.prev = e
-	e.linked = true
 	d.n++
 }
 
 // unlink removes e from the list; d.mu is held.
 func (d *Dog) unlink(e *Entry) {
-	if !e.linked {
+	if e.next == nil {
 		return
 	}
 	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next, e.linked = nil, nil, false
+	e.prev, e.next = nil, nil
 	d.n--
 }
 

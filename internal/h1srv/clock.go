@@ -63,6 +63,12 @@ func (s *Server) after(d time.Duration) int64 {
 	return max(s.clk.now.Load()+int64(d), 1)
 }
 
+// atLeast is after for a bound that must not come due before d has
+// passed: the coarse clock can be a tick behind, so after(d) alone may
+// expire after as little as d minus a tick, and one tick more makes d a
+// floor.
+func (s *Server) atLeast(d time.Duration) int64 { return s.after(d + tickEvery) }
+
 // startSweeper starts the sweeper once, with the first connection.
 func (s *Server) startSweeper() {
 	s.sweepOnce.Do(func() {

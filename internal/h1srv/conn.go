@@ -578,12 +578,11 @@ func (c *conn) handle(tmpl *http.Request) bool {
 			// start, as net/http does.
 			c.watchTimer()
 		} else {
-			// The coarse clock can be a tick behind, so after(d) alone
-			// comes due after as little as d minus a tick: the watch then
-			// started for one forwarded request in eight, each a
+			// Not after(d), which can come due a tick early: the watch
+			// then started for one forwarded request in eight, each a
 			// goroutine and three system calls, on a loaded machine
-			// where they took 2 ms. A tick more makes d a floor.
-			c.watchAt.Store(s.after(d + tickEvery))
+			// where they took 2 ms.
+			c.watchAt.Store(s.atLeast(d))
 		}
 	}
 

@@ -25,9 +25,8 @@ func rawRead(fd uintptr, p []byte) (uintptr, unix.Errno) {
 
 // rawWritev sends s.iov[:n].
 func (s *Socket) rawWritev(fd uintptr, n int) (uintptr, unix.Errno) {
-	s.msg.Iov = &s.iov[0]
-	s.msg.SetIovlen(n)
-	w, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&s.msg)), unix.MSG_NOSIGNAL)
-	s.msg.Iov = nil
+	msg := unix.Msghdr{Iov: &s.iov[0]}
+	msg.SetIovlen(n)
+	w, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&msg)), unix.MSG_NOSIGNAL)
 	return w, errno
 }

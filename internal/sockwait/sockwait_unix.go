@@ -36,7 +36,6 @@ type Socket struct {
 	nw     int
 	wrerr  error
 	iov    [2]unix.Iovec
-	msg    unix.Msghdr // sendmsg's, pointing at iov during the call
 
 	// Read's state.
 	in   []byte
